@@ -1,0 +1,40 @@
+# envplane: two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+# A pinned uv of our own, so the lock file is read by the version that wrote it.
+UV := .tools/bin/uv
+RUN := $(UV) run --frozen
+
+.PHONY: run test test-all lint proto proto-check bench clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups --python $(PYTHON)
+	@touch $@
+
+run: .venv/.synced  ## start the daemon on defaults (gRPC 127.0.0.1:50051, REST 127.0.0.1:8000)
+	$(RUN) envplane serve
+
+test: .venv/.synced  ## the whole hermetic suite (real uv, gRPC, HTTP, SQLite, subprocesses)
+	$(RUN) pytest
+
+test-all: .venv/.synced  ## also the few tests that need the live package index
+	$(RUN) pytest -m ""
+
+lint: .venv/.synced
+	$(RUN) ruff check src tests benchmarks
+	$(RUN) ruff format --check src tests benchmarks
+	$(RUN) mypy
+
+proto: .venv/.synced  ## regenerate src/envplane/v1 from proto/
+	$(RUN) bash scripts/gen_proto.sh
+
+bench: .venv/.synced  ## side-by-side benchmarks against raw uv (see benchmarks/README.md)
+	$(RUN) python benchmarks/bench_environments.py
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from envplane.cli.main import main
+
+main()

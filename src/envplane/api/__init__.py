@@ -1,0 +1,1 @@
+"""The faces of the daemon: gRPC servicers and the REST app, thin over the service layer."""

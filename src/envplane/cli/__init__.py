@@ -1,0 +1,1 @@
+"""The envplane command line (typer + rich)."""

@@ -1,0 +1,64 @@
+"""The ``envplane`` console script: ``serve`` and one sub-command group per capability."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from envplane import __version__
+from envplane.cli import env
+from envplane.cli.output import err_console
+from envplane.errors import EnvplaneError
+
+app = typer.Typer(
+    help="envplane: environments for workflow engines (daemon and client).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(env.app, name="env")
+
+# Exit codes a script can branch on, by error class.
+EXIT_CODES = {"InvalidArgument": 2, "ResolutionFailed": 2, "NotFound": 3, "AlreadyExists": 4,
+              "FailedPrecondition": 5, "EnvBusy": 5, "DeadlineExceeded": 6, "Unavailable": 7}
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path | None, typer.Option(help="Overrides ENVPLANE_DATA_DIR.")] = None,
+    grpc_addr: Annotated[str | None, typer.Option(help="Overrides ENVPLANE_GRPC_ADDR.")] = None,
+    http_addr: Annotated[str | None, typer.Option(help="Overrides ENVPLANE_HTTP_ADDR.")] = None,
+) -> None:
+    """Run the daemon: gRPC and REST on the configured addresses."""
+    from envplane.config import Settings
+    from envplane.server import serve as run
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "grpc_addr": grpc_addr, "http_addr": http_addr}.items() if v}
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        run(settings)
+    except (OSError, ValueError) as exc:
+        err_console.print(f"[red]envplane serve: {exc}[/]")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except EnvplaneError as exc:
+        err_console.print(f"[red]error:[/] {exc.message}", highlight=False)
+        if exc.detail:
+            err_console.print(exc.detail, markup=False, highlight=False)
+        sys.exit(EXIT_CODES.get(type(exc).__name__, 1))
+
+
+if __name__ == "__main__":
+    main()

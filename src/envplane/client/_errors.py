@@ -1,0 +1,32 @@
+"""gRPC status -> envplane exception: the client-side table (inverse of api/grpc_errors.py)."""
+
+from __future__ import annotations
+
+import grpc
+
+from envplane import errors
+
+EXCEPTION_TABLE: dict[grpc.StatusCode, type[errors.EnvplaneError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: errors.NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+}
+
+
+def translate(exc: grpc.RpcError, address: str) -> errors.EnvplaneError:
+    """Turn a failed call into the matching envplane exception (raise it ``from exc``)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else "") or str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.Unavailable(
+            f"cannot reach the envplane daemon at {address} (is `envplane serve` running? "
+            f"ENVPLANE_GRPC_ADDR selects the address): {details}"
+        )
+    headline, _, detail = details.partition("\n")
+    cls = EXCEPTION_TABLE.get(code, errors.InternalError)
+    error = cls(headline, detail=detail)
+    error.grpc_code = code  # type: ignore[attr-defined]
+    return error

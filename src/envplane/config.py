@@ -1,0 +1,105 @@
+"""Settings: plain data resolved once from ``ENVPLANE_*`` variables and an optional TOML file.
+
+Precedence, highest first: keyword arguments (tests), environment variables, the TOML file
+named by ``ENVPLANE_CONFIG``, built-in defaults. Nothing here touches the disk or the network
+beyond reading that file: creating directories is the daemon's job at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/envplane``, falling back to ``~/.local/share/envplane``."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "envplane"
+
+
+def _default_uv_concurrency() -> int:
+    # uv spends most of its time linking files from its cache and waiting on the
+    # interpreter, so a few processes per core keep the machine busy without thrashing.
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the file named by ``ENVPLANE_CONFIG`` (top-level keys = setting names)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = os.environ.get("ENVPLANE_CONFIG")
+        self._data: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as handle:
+                    self._data = tomllib.load(handle)
+            except FileNotFoundError as exc:
+                raise ValueError(f"ENVPLANE_CONFIG names {path!r}, which does not exist") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"ENVPLANE_CONFIG file {path!r} is not valid TOML: {exc}") from exc
+            self._data = self._data.get("envplane", self._data)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Every knob of the daemon. See README "Configuration" for the user-facing table."""
+
+    model_config = SettingsConfigDict(env_prefix="ENVPLANE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    grpc_addr: str = "127.0.0.1:50051"
+    http_addr: str = "127.0.0.1:8000"
+    database_url: str | None = None
+    log_level: str = "info"
+
+    # uv and package sources
+    uv_bin: str | None = None
+    uv_cache_dir: Path | None = None
+    default_python: str | None = None
+    index_url: str | None = None
+    extra_index_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    find_links: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    no_index: bool = False
+    allow_direct_references: bool = False
+    max_concurrent_uv: int = Field(default_factory=_default_uv_concurrency, ge=1)
+    uv_timeout_seconds: float = Field(default=900.0, gt=0)
+
+    # API behaviour
+    max_page_size: int = Field(default=500, ge=1)
+    default_page_size: int = Field(default=50, ge=1)
+    shutdown_grace_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("extra_index_urls", "find_links", mode="before")
+    @classmethod
+    def _split_lists(cls, value: Any) -> Any:
+        # Accept "a b" / "a,b" from environment variables as well as real lists.
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'envplane.db'}"

@@ -1,0 +1,113 @@
+"""Start-up reconciliation: make disk and database agree after a crash or ``kill -9``.
+
+The database holds the committed truth (see ``service.py``). At start:
+
+- operations still RUNNING were interrupted: they are recorded as FAILED;
+- envs still CREATING never committed: they become FAILED (with an event) and lose their folder;
+- staging folders and incomplete builds (no marker) are removed;
+- every READY/BROKEN env gets its pyproject, lock and ``.venv`` link rewritten from its row; an
+  env whose build is gone is BROKEN (sync rebuilds it), one whose build is back is READY;
+- env folders with no row (an interrupted delete) are removed, and so are unreferenced builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from envplane.environments.identity import EnvId
+from envplane.environments.layout import LOCKFILE, PYPROJECT, remove_tree, write_atomic
+from envplane.environments.views import EnvStatus
+from envplane.events import EventType
+from envplane.store import EventRecord
+from envplane.store import repository as repo
+
+if TYPE_CHECKING:
+    from envplane.environments.service import EnvironmentService
+
+logger = logging.getLogger("envplane.recovery")
+
+INTERRUPTED = "interrupted: the daemon stopped before the operation finished"
+
+
+@dataclass
+class RecoveryReport:
+    operations_failed: int = 0
+    creates_failed: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    orphan_folders_removed: list[str] = field(default_factory=list)
+    builds_removed: list[str] = field(default_factory=list)
+
+
+async def recover(service: EnvironmentService) -> RecoveryReport:
+    layout = service.layout
+    report = RecoveryReport()
+    await asyncio.to_thread(shutil.rmtree, layout.tmp, True)
+    layout.create_dirs()
+
+    def fail_interrupted(session: Session, events: list[EventRecord]) -> None:
+        report.operations_failed = len(repo.fail_running_operations(session, INTERRUPTED))
+        for record in repo.all_envs(session):
+            if record.status != EnvStatus.CREATING:
+                continue
+            key = (record.workflow_id, record.node_id, record.version_id)
+            repo.upsert_env(session, key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
+            events.append(
+                repo.add_event(session, EventType.ENVIRONMENT_CREATION_FAILED, key, {"error": INTERRUPTED})
+            )
+            report.creates_failed.append(str(EnvId(*key)))
+
+    await service._commit(fail_interrupted)
+
+    for build_id in service.builds.on_disk():
+        if not layout.is_complete(build_id):
+            await asyncio.to_thread(shutil.rmtree, layout.build_dir(build_id), True)
+            report.builds_removed.append(build_id)
+
+    records = await service.store.run(repo.all_envs)
+    known = {EnvId(r.workflow_id, r.node_id, r.version_id): r for r in records}
+    for env, record in known.items():
+        if record.status == EnvStatus.FAILED:
+            await asyncio.to_thread(service._remove_project, env)
+            continue
+        complete = bool(record.build_id) and layout.is_complete(record.build_id)
+        status = EnvStatus.READY if complete else EnvStatus.BROKEN
+        if complete:
+            await asyncio.to_thread(
+                service._materialize, env, record.pyproject_toml, record.uv_lock, record.build_id
+            )
+        else:
+            await asyncio.to_thread(_write_files_only, service, env, record.pyproject_toml, record.uv_lock)
+            report.broken.append(str(env))
+        if status != record.status:
+            error = "" if complete else f"venv build {record.build_id or '?'} is missing; run sync to rebuild it"
+            key = (env.workflow_id, env.node_id, env.version_id)
+            await service.store.run(
+                lambda s, k=key, st=status, e=error: repo.upsert_env(s, k, status=st, error=e, updated_at=time.time())
+            )
+        report.restored.append(str(env))
+
+    for env in layout.project_dirs_on_disk():
+        if env not in known:
+            await asyncio.to_thread(service._remove_project, env)
+            report.orphan_folders_removed.append(str(env))
+
+    report.builds_removed += await service._release_builds()
+    logger.info("recovery: %s", report)
+    return report
+
+
+def _write_files_only(service: EnvironmentService, env: EnvId, pyproject: str, lock: str) -> None:
+    """Restore the committed files of an env whose build is gone (no dangling link)."""
+    folder = service.layout.project_dir(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(folder / PYPROJECT, pyproject)
+    write_atomic(folder / LOCKFILE, lock)
+    remove_tree(service.layout.venv_link(env))

@@ -1,0 +1,889 @@
+"""The environment service: every operation on per-node uv environments, for every face.
+
+How a mutating operation runs (create, add/update/remove deps, sync):
+
+1. take the env's lock (wait within the deadline, or fail fast with ``fail_if_busy``);
+2. record the operation as RUNNING;
+3. work in a private staging folder under ``tmp/``: write the committed pyproject/lock there,
+   let uv change them, build (or reuse) the immutable venv for the new lock;
+4. materialize the env folder (pyproject, lock, ``.venv`` link, each replaced atomically) and
+   commit state + audit record + domain event in ONE database transaction.
+
+The database commit is the point of no return; files on disk are re-derived from the committed
+row at start-up (``recovery.py``), so a crash anywhere leaves either the old or the new state.
+A failure before the commit restores the env folder from the old row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from sqlalchemy.orm import Session
+
+from envplane.config import Settings
+from envplane.environments import project as proj
+from envplane.environments.recovery import RecoveryReport, recover
+from envplane.environments.builds import BuildCache, build_id_for, read_python_version
+from envplane.environments.identity import EnvId
+from envplane.environments.interpreters import (
+    Interpreter,
+    InterpreterFinder,
+    default_python_request,
+)
+from envplane.environments.layout import (
+    LOCKFILE,
+    PYPROJECT,
+    Layout,
+    point_link,
+    prune_empty_parents,
+    remove_tree,
+    write_atomic,
+)
+from envplane.environments.locks import KeyedLocks
+from envplane.environments.specs import collect_specs, parse_spec, spec_hash
+from envplane.environments.uv import LineCallback, UvResult, UvRunner
+from envplane.environments.views import (
+    CleanupOutcome,
+    DepsView,
+    EnvStatus,
+    EnvView,
+    ExportView,
+    OperationOutcome,
+    OpStatus,
+    Progress,
+)
+from envplane.errors import (
+    AlreadyExists,
+    EnvplaneError,
+    FailedPrecondition,
+    InternalError,
+    InvalidArgument,
+    NotFound,
+    ResolutionFailed,
+)
+from envplane.events import EventBus, EventType
+from envplane.metrics import Metrics
+from envplane.pagination import Page, make_page, resolve_window
+from envplane.store import EnvRecord, EventRecord, OperationRecord, Store
+from envplane.store import repository as repo
+
+T = TypeVar("T")
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+async def _no_progress(_: Progress) -> None:
+    return None
+
+
+@dataclass
+class _Staged:
+    """The result of uv's work in a staging folder, ready to commit."""
+
+    pyproject: str
+    lock: str
+    interpreter: Interpreter
+    build_id: str
+    log: list[UvResult]
+
+
+class EnvironmentService:
+    """One instance per daemon; safe for concurrent use from many requests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        bus: EventBus,
+        metrics: Metrics | None = None,
+        uv: UvRunner | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics or Metrics()
+        self.layout = Layout(settings.data_dir)
+        self.uv = uv or UvRunner(settings)
+        self.builds = BuildCache(self.layout, self.uv)
+        self.interpreters = InterpreterFinder(self.uv)
+        self.env_locks = KeyedLocks("environment")
+        # Event-producing commits and their publication happen in id order under this lock,
+        # so a watcher following live events never sees a later cursor before an earlier one.
+        self._commit_lock = asyncio.Lock()
+        self.metrics.bind(uv_running=lambda: self.uv.running, watchers=lambda: self.bus.watchers)
+
+    async def start(self) -> RecoveryReport:
+        """Create the folders and reconcile disk with the database (see ``recovery.py``)."""
+        await asyncio.to_thread(self.layout.create_dirs)
+        return await recover(self)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _commit(self, fn: Callable[[Session, list[EventRecord]], T]) -> T:
+        """Run ``fn`` in one transaction; publish the events it appended after the commit."""
+        events: list[EventRecord] = []
+        async with self._commit_lock:
+            result = await self.store.run(lambda s: fn(s, events))
+            self.bus.publish(events)
+        return result
+
+    async def _shielded_commit(self, fn: Callable[[Session, list[EventRecord]], T]) -> T:
+        """A commit that a cancelled request cannot interrupt (failure bookkeeping)."""
+        return await asyncio.shield(self._commit(fn))
+
+    def _observe(self, op: OperationRecord) -> None:
+        self.metrics.operations.labels(op.operation, op.status).inc()
+        if op.duration_ms is not None:
+            self.metrics.operation_seconds.labels(op.operation).observe(op.duration_ms / 1000)
+
+    def _view(self, env: EnvId, record: EnvRecord) -> EnvView:
+        project = self.layout.project_dir(env)
+        link = self.layout.venv_link(env)
+        return EnvView(
+            id=env,
+            record=record,
+            env_path=str(project),
+            venv_path=str(link),
+            python_executable=str(self.layout.python_executable(env)),
+            dependencies=proj.declared_dependencies(record.pyproject_toml),
+            busy_with=self.env_locks.busy(env),
+            has_pyproject=(project / PYPROJECT).is_file(),
+            has_lock=(project / LOCKFILE).is_file(),
+            has_venv=(link / "bin" / "python").exists(),
+        )
+
+    async def _record(self, env: EnvId) -> EnvRecord:
+        record = await self.store.run(lambda s: repo.get_env(s, _key(env)))
+        if record is None:
+            raise NotFound(f"environment {env} does not exist")
+        return record
+
+    async def _ready_record(self, env: EnvId, operation: str, *, allow_broken: bool = False) -> EnvRecord:
+        record = await self._record(env)
+        allowed = {EnvStatus.READY, EnvStatus.BROKEN} if allow_broken else {EnvStatus.READY}
+        if record.status not in allowed:
+            hint = " (run sync to rebuild it)" if record.status == EnvStatus.BROKEN else ""
+            raise FailedPrecondition(
+                f"cannot {operation} environment {env}: its status is {record.status}{hint}"
+            )
+        return record
+
+    async def _interpreter_of(self, record: EnvRecord, deadline: float | None) -> Interpreter:
+        return await self.interpreters.of_env(
+            record.interpreter, record.python_version, record.python_request, deadline=deadline
+        )
+
+    def _materialize(self, env: EnvId, pyproject: str, lock: str, build_id: str) -> None:
+        """Make the env folder show this state: files replaced atomically, link re-pointed."""
+        folder = self.layout.project_dir(env)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in ((PYPROJECT, pyproject), (LOCKFILE, lock)):
+            path = folder / name
+            if not path.is_file() or path.read_text() != text:
+                write_atomic(path, text)
+        link = self.layout.venv_link(env)
+        target = self.layout.build_dir(build_id)
+        if not link.is_symlink() or link.resolve() != target.resolve():
+            point_link(link, target)
+
+    def _remove_project(self, env: EnvId) -> None:
+        folder = self.layout.project_dir(env)
+        remove_tree(folder)
+        prune_empty_parents(folder.parent, self.layout.projects)
+
+    async def _references(self) -> set[str]:
+        return await self.store.run(repo.build_references)
+
+    async def _release_builds(self) -> list[str]:
+        """Collect builds that no env references any more."""
+        return await self.builds.collect(self._references)
+
+    @contextlib.asynccontextmanager
+    async def _staging(self, purpose: str) -> AsyncIterator[Path]:
+        path = await asyncio.to_thread(self.layout.staging_dir, purpose)
+        try:
+            yield path
+        finally:
+            await asyncio.to_thread(shutil.rmtree, path, True)
+
+    async def _uv_checked(
+        self,
+        args: list[str],
+        cwd: Path,
+        log: list[UvResult],
+        on_line: LineCallback | None,
+        deadline: float | None,
+        *,
+        resolving: bool,
+    ) -> UvResult:
+        result = await self.uv.run(args, cwd=cwd, on_line=on_line, deadline=deadline)
+        log.append(result)
+        if not result.ok:
+            headline = proj.uv_error_headline(result.stderr, f"uv {args[0]} failed")
+            error_class = ResolutionFailed if resolving else InternalError
+            raise error_class(
+                f"uv {args[0]} failed (exit code {result.exit_code}): {headline}",
+                detail=result.stderr.strip(),
+            )
+        return result
+
+    async def _build_and_commit(
+        self,
+        env: EnvId,
+        staged: _Staged,
+        commit: Callable[[Session, list[EventRecord]], T],
+        restore: EnvRecord | None,
+        on_line: LineCallback | None,
+        deadline: float | None,
+    ) -> T:
+        """Ensure the build, materialize the env folder, commit; undo the folder on failure."""
+        async with self.builds.locks.hold(staged.build_id, holder="build"):
+            staging_project = self.layout.staging_dir("build")
+            try:
+                (staging_project / PYPROJECT).write_text(staged.pyproject)
+                (staging_project / LOCKFILE).write_text(staged.lock)
+                _, log = await self.builds.ensure(
+                    staged.build_id,
+                    staging_project,
+                    staged.interpreter.path,
+                    on_line=on_line,
+                    deadline=deadline,
+                )
+            finally:
+                await asyncio.to_thread(shutil.rmtree, staging_project, True)
+            if log:
+                staged.log.append(UvResult(("sync",), 0, "", log, 0.0))
+            try:
+                await asyncio.to_thread(
+                    self._materialize, env, staged.pyproject, staged.lock, staged.build_id
+                )
+                return await self._commit(commit)
+            except BaseException:
+                if restore is not None and restore.build_id:
+                    await asyncio.to_thread(
+                        self._materialize, env, restore.pyproject_toml, restore.uv_lock, restore.build_id
+                    )
+                raise
+
+    async def _fail_operation(
+        self,
+        op_id: int,
+        exc: BaseException,
+        log: Sequence[UvResult],
+        extra: Callable[[Session, list[EventRecord]], None] | None = None,
+    ) -> None:
+        if isinstance(exc, EnvplaneError):
+            error = exc.message
+        elif isinstance(exc, asyncio.CancelledError):
+            error = "cancelled: the caller went away or its deadline passed"
+        else:
+            error = f"{type(exc).__name__}: {exc}"
+        last = log[-1] if log else None
+        stderr = getattr(exc, "detail", "") or (last.stderr if last else "")
+
+        def fail(session: Session, events: list[EventRecord]) -> OperationRecord:
+            if extra is not None:
+                extra(session, events)
+            return repo.finish_operation(
+                session,
+                op_id,
+                status=OpStatus.FAILED,
+                stdout=last.stdout if last else "",
+                stderr=stderr,
+                exit_code=last.exit_code if last else None,
+                error=error,
+            )
+
+        op = await self._shielded_commit(fail)
+        self._observe(op)
+
+    # ------------------------------------------------------------------ create
+
+    async def create(
+        self,
+        env: EnvId,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        *,
+        deadline: float | None = None,
+        fail_if_busy: bool = False,
+        on_progress: ProgressCallback | None = None,
+    ) -> EnvView:
+        progress = on_progress or _no_progress
+        specs = collect_specs(
+            packages, requirements, allow_direct_references=self.settings.allow_direct_references
+        )
+        request = python_version or default_python_request(self.settings.default_python)
+        await progress(Progress("validate", f"creating {env} with {len(specs)} package(s), python {request}"))
+        key = _key(env)
+        # Finding the interpreter is validation: an unavailable version is INVALID_ARGUMENT
+        # and leaves no FAILED env behind.
+        interpreter = await self.interpreters.find(request, deadline=deadline)
+        async with self.env_locks.hold(
+            env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
+        ):
+            existing = await self.store.run(lambda s: repo.get_env(s, key))
+            if existing is not None and existing.status != EnvStatus.FAILED:
+                raise AlreadyExists(f"environment {env} already exists (status {existing.status})")
+            now = time.time()
+            details: dict[str, Any] = {"packages": [str(s) for s in specs], "python": request}
+
+            def begin(session: Session, events: list[EventRecord]) -> int:
+                repo.upsert_env(
+                    session,
+                    key,
+                    status=EnvStatus.CREATING,
+                    python_request=request,
+                    python_version="",
+                    interpreter="",
+                    build_id="",
+                    pyproject_toml="",
+                    uv_lock="",
+                    error="",
+                    created_at=now,
+                    updated_at=now,
+                    last_used_at=now,
+                )
+                events.append(
+                    repo.add_event(session, EventType.ENVIRONMENT_CREATION_STARTED, key, details)
+                )
+                return repo.start_operation(session, key, "create", details)
+
+            op_id = await self._commit(begin)
+            log: list[UvResult] = []
+            try:
+                record = await self._create_body(env, specs, interpreter, op_id, log, progress, deadline)
+            except BaseException as exc:
+                message = exc.message if isinstance(exc, EnvplaneError) else "creation was interrupted"
+
+                def mark_failed(session: Session, events: list[EventRecord]) -> None:
+                    repo.upsert_env(session, key, status=EnvStatus.FAILED, error=message, updated_at=time.time())
+                    events.append(
+                        repo.add_event(
+                            session,
+                            EventType.ENVIRONMENT_CREATION_FAILED,
+                            key,
+                            {**details, "error": message},
+                        )
+                    )
+
+                await asyncio.shield(asyncio.to_thread(self._remove_project, env))
+                await self._fail_operation(op_id, exc, log, mark_failed)
+                raise
+        await progress(Progress("done", f"environment {env} is READY"))
+        return self._view(env, record)
+
+    async def _create_body(
+        self,
+        env: EnvId,
+        specs: list[Requirement],
+        interpreter: Interpreter,
+        op_id: int,
+        log: list[UvResult],
+        progress: ProgressCallback,
+        deadline: float | None,
+    ) -> EnvRecord:
+        key = _key(env)
+
+        async def on_line(line: str) -> None:
+            await progress(Progress("uv", line))
+
+        await progress(Progress("resolve", f"using python {interpreter.version} at {interpreter.path}"))
+        resolution_key = spec_hash(specs, interpreter.identity, self.uv.index_fingerprint())
+        cached = await self.store.run(lambda s: repo.get_resolution(s, resolution_key))
+        if cached is not None:
+            pyproject, lock = cached
+            await progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
+        else:
+            await progress(Progress("resolve", f"resolving {len(specs)} package(s) with uv"))
+            async with self._staging("create") as staging:
+                (staging / PYPROJECT).write_text(proj.pyproject_template(interpreter.version))
+                if specs:
+                    args = ["add", "--no-sync", "--python", interpreter.path, *self.uv.index_flags()]
+                    args += [str(s) for s in specs]
+                else:
+                    args = ["lock", "--python", interpreter.path, *self.uv.index_flags()]
+                await self._uv_checked(args, staging, log, on_line, deadline, resolving=True)
+                pyproject = (staging / PYPROJECT).read_text()
+                lock = (staging / LOCKFILE).read_text()
+        staged = _Staged(pyproject, lock, interpreter, build_id_for(lock, interpreter.identity), log)
+        await progress(Progress("install", f"installing into build {staged.build_id[:12]}"))
+
+        def commit(session: Session, events: list[EventRecord]) -> tuple[EnvRecord, OperationRecord]:
+            now = time.time()
+            python_version = read_python_version(self.layout.build_dir(staged.build_id))
+            record = repo.upsert_env(
+                session,
+                key,
+                status=EnvStatus.READY,
+                python_version=python_version or interpreter.version,
+                interpreter=interpreter.path,
+                build_id=staged.build_id,
+                pyproject_toml=pyproject,
+                uv_lock=lock,
+                error="",
+                updated_at=now,
+                last_used_at=now,
+            )
+            repo.put_resolution(session, resolution_key, pyproject, lock)
+            locked = {p.name: p.version for p in proj.locked_packages(lock)}
+            op = repo.finish_operation(
+                session,
+                op_id,
+                status=OpStatus.SUCCEEDED,
+                stdout="".join(r.stdout for r in staged.log),
+                stderr="".join(r.stderr for r in staged.log),
+                exit_code=0,
+                details={"build_id": staged.build_id, "reused_lock": cached is not None},
+            )
+            events.append(
+                repo.add_event(
+                    session,
+                    EventType.ENVIRONMENT_CREATED,
+                    key,
+                    {
+                        "python_version": record.python_version,
+                        "build_id": staged.build_id,
+                        "dependencies": proj.declared_dependencies(pyproject),
+                        "locked": locked,
+                    },
+                )
+            )
+            return record, op
+
+        record, op = await self._build_and_commit(env, staged, commit, None, on_line, deadline)
+        self._observe(op)
+        return record
+
+    # ------------------------------------------------------------------ read side
+
+    async def status(self, env: EnvId) -> EnvView:
+        return self._view(env, await self._record(env))
+
+    async def list(
+        self,
+        *,
+        workflow_id: str = "",
+        node_id: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[EnvView]:
+        if status and status not in EnvStatus.__members__:
+            raise InvalidArgument(
+                f"status {status!r} is not one of {', '.join(EnvStatus.__members__)}"
+            )
+        offset, limit = resolve_window(
+            page_size,
+            page_token,
+            default=self.settings.default_page_size,
+            maximum=self.settings.max_page_size,
+        )
+        records, total = await self.store.run(
+            lambda s: repo.list_envs(
+                s, workflow_id=workflow_id, node_id=node_id, status=status, offset=offset, limit=limit
+            )
+        )
+        views = [
+            self._view(EnvId(r.workflow_id, r.node_id, r.version_id), r) for r in records
+        ]
+        return make_page(views, total, offset, limit)
+
+    async def list_deps(self, env: EnvId) -> DepsView:
+        record = await self._record(env)
+        return DepsView(
+            env, proj.declared_dependencies(record.pyproject_toml), proj.locked_packages(record.uv_lock)
+        )
+
+    async def export(self, env: EnvId, *, deadline: float | None = None) -> ExportView:
+        record = await self._ready_record(env, "export", allow_broken=True)
+        async with self._staging("export") as staging:
+            (staging / PYPROJECT).write_text(record.pyproject_toml)
+            (staging / LOCKFILE).write_text(record.uv_lock)
+            result = await self.uv.run(
+                [
+                    "export",
+                    "--frozen",
+                    "--format",
+                    "requirements-txt",
+                    "--no-header",
+                    "--no-emit-project",
+                ],
+                cwd=staging,
+                deadline=deadline,
+            )
+        if not result.ok:
+            raise InternalError(
+                f"uv export failed (exit code {result.exit_code})", detail=result.stderr.strip()
+            )
+        await self._touch(env)
+        return ExportView(env, record.pyproject_toml, record.uv_lock, result.stdout)
+
+    async def _touch(self, env: EnvId) -> None:
+        now = time.time()
+        await self.store.run(lambda s: repo.upsert_env(s, _key(env), last_used_at=now))
+
+    # ------------------------------------------------------------------ dependency changes
+
+    async def add_deps(
+        self,
+        env: EnvId,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        *,
+        deadline: float | None = None,
+        fail_if_busy: bool = False,
+    ) -> OperationOutcome:
+        specs = collect_specs(
+            packages, requirements, allow_direct_references=self.settings.allow_direct_references
+        )
+        if not specs:
+            raise InvalidArgument("packages: give at least one package to add")
+
+        def command(record: EnvRecord, interpreter: Interpreter) -> list[list[str]]:
+            return [["add", "--no-sync", "--python", interpreter.path, *self.uv.index_flags(), *map(str, specs)]]
+
+        return await self._change(
+            env, "add", EventType.DEPENDENCIES_ADDED, specs, command, deadline, fail_if_busy
+        )
+
+    async def update_deps(
+        self,
+        env: EnvId,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        *,
+        deadline: float | None = None,
+        fail_if_busy: bool = False,
+    ) -> OperationOutcome:
+        """Upgrade the named packages (all when none are named) to the newest allowed versions.
+
+        A name with a version constraint (``alpha>=2``) also replaces the declared spec.
+        """
+        specs = collect_specs(
+            packages, requirements, allow_direct_references=self.settings.allow_direct_references
+        )
+
+        def command(record: EnvRecord, interpreter: Interpreter) -> list[list[str]]:
+            declared = proj.declared_names(record.pyproject_toml)
+            locked = {canonicalize_name(p.name) for p in proj.locked_packages(record.uv_lock)}
+            for spec in specs:
+                name = canonicalize_name(spec.name)
+                if name not in declared and name not in locked:
+                    raise NotFound(
+                        f"packages: {spec.name!r} is not a dependency of environment {env}; "
+                        "use add to add it"
+                    )
+            upgrades = [a for s in specs for a in ("--upgrade-package", s.name)] or ["--upgrade"]
+            base = ["--python", interpreter.path, *self.uv.index_flags(), *upgrades]
+            constrained = [str(s) for s in specs if s.specifier or s.extras or s.marker or s.url]
+            if constrained:
+                return [["add", "--no-sync", *base, *constrained]]
+            return [["lock", *base]]
+
+        return await self._change(
+            env, "update", EventType.DEPENDENCIES_UPDATED, specs, command, deadline, fail_if_busy
+        )
+
+    async def remove_deps(
+        self,
+        env: EnvId,
+        packages: Sequence[str],
+        *,
+        deadline: float | None = None,
+        fail_if_busy: bool = False,
+    ) -> OperationOutcome:
+        if not packages:
+            raise InvalidArgument("packages: give at least one package to remove")
+        names = []
+        for i, text in enumerate(packages):
+            spec = parse_spec(f"packages[{i}]", text)
+            if spec.specifier or spec.extras or spec.url or spec.marker:
+                raise InvalidArgument(f"packages[{i}]: give a bare package name to remove, not {text!r}")
+            names.append(spec)
+
+        def command(record: EnvRecord, interpreter: Interpreter) -> list[list[str]]:
+            declared = proj.declared_names(record.pyproject_toml)
+            missing = [n.name for n in names if canonicalize_name(n.name) not in declared]
+            if missing:
+                raise NotFound(
+                    f"packages: {', '.join(map(repr, missing))} "
+                    f"{'is' if len(missing) == 1 else 'are'} not declared in environment {env}"
+                )
+            return [["remove", "--no-sync", "--python", interpreter.path, *self.uv.index_flags(), *(n.name for n in names)]]
+
+        return await self._change(
+            env, "remove", EventType.DEPENDENCIES_REMOVED, names, command, deadline, fail_if_busy
+        )
+
+    async def _change(
+        self,
+        env: EnvId,
+        operation: str,
+        event_type: EventType,
+        specs: Sequence[Requirement],
+        command: Callable[[EnvRecord, Interpreter], list[list[str]]],
+        deadline: float | None,
+        fail_if_busy: bool,
+    ) -> OperationOutcome:
+        key = _key(env)
+        details: dict[str, Any] = {"packages": [str(s) for s in specs]}
+        async with self.env_locks.hold(
+            env, holder=operation, deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
+        ):
+            before = await self._ready_record(env, operation)
+            interpreter = await self._interpreter_of(before, deadline)
+            commands = command(before, interpreter)  # validation errors happen before any audit
+            op_id = await self._commit(lambda s, _e: repo.start_operation(s, key, operation, details))
+            log: list[UvResult] = []
+            try:
+                async with self._staging(operation) as staging:
+                    (staging / PYPROJECT).write_text(before.pyproject_toml)
+                    (staging / LOCKFILE).write_text(before.uv_lock)
+                    for args in commands:
+                        await self._uv_checked(args, staging, log, None, deadline, resolving=True)
+                    pyproject = (staging / PYPROJECT).read_text()
+                    lock = (staging / LOCKFILE).read_text()
+                staged = _Staged(pyproject, lock, interpreter, build_id_for(lock, interpreter.identity), log)
+                changes = proj.version_changes(before.uv_lock, lock)
+
+                def commit(session: Session, events: list[EventRecord]) -> tuple[EnvRecord, OperationRecord]:
+                    now = time.time()
+                    record = repo.upsert_env(
+                        session,
+                        key,
+                        status=EnvStatus.READY,
+                        build_id=staged.build_id,
+                        pyproject_toml=pyproject,
+                        uv_lock=lock,
+                        error="",
+                        updated_at=now,
+                        last_used_at=now,
+                    )
+                    op = repo.finish_operation(
+                        session,
+                        op_id,
+                        status=OpStatus.SUCCEEDED,
+                        stdout="".join(r.stdout for r in log),
+                        stderr="".join(r.stderr for r in log),
+                        exit_code=0,
+                        details={"build_id": staged.build_id, "changes": changes},
+                    )
+                    events.append(
+                        repo.add_event(
+                            session,
+                            event_type,
+                            key,
+                            {**details, "changes": changes, "build_id": staged.build_id},
+                        )
+                    )
+                    return record, op
+
+                record, op = await self._build_and_commit(env, staged, commit, before, None, deadline)
+            except BaseException as exc:
+                await self._fail_operation(op_id, exc, log)
+                raise
+        self._observe(op)
+        if before.build_id != record.build_id:
+            await self._release_builds()
+        return OperationOutcome(self._view(env, record), op, changes)
+
+    # ------------------------------------------------------------------ sync
+
+    async def sync(
+        self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
+    ) -> OperationOutcome:
+        """Make the venv match the committed lock: rebuild a missing build, repair a tampered one."""
+        key = _key(env)
+        async with self.env_locks.hold(
+            env, holder="sync", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
+        ):
+            before = await self._ready_record(env, "sync", allow_broken=True)
+            op_id = await self._commit(lambda s, _e: repo.start_operation(s, key, "sync", {}))
+            log: list[UvResult] = []
+            try:
+                interpreter = await self._interpreter_of(before, deadline)
+                build_id = build_id_for(before.uv_lock, interpreter.identity)
+                async with self.builds.locks.hold(build_id, holder="sync"), self._staging("sync") as staging:
+                    (staging / PYPROJECT).write_text(before.pyproject_toml)
+                    (staging / LOCKFILE).write_text(before.uv_lock)
+                    _, text = await self.builds.ensure(
+                        build_id, staging, interpreter.path, deadline=deadline, repair=True
+                    )
+                    log.append(UvResult(("sync",), 0, "", text, 0.0))
+                    await asyncio.to_thread(
+                        self._materialize, env, before.pyproject_toml, before.uv_lock, build_id
+                    )
+
+                    def commit(session: Session, events: list[EventRecord]) -> tuple[EnvRecord, OperationRecord]:
+                        now = time.time()
+                        record = repo.upsert_env(
+                            session,
+                            key,
+                            status=EnvStatus.READY,
+                            build_id=build_id,
+                            interpreter=interpreter.path,
+                            error="",
+                            updated_at=now,
+                            last_used_at=now,
+                        )
+                        op = repo.finish_operation(
+                            session, op_id, status=OpStatus.SUCCEEDED, stderr=text, exit_code=0,
+                            details={"build_id": build_id, "was": before.status},
+                        )
+                        events.append(
+                            repo.add_event(
+                                session, EventType.ENVIRONMENT_SYNCED, key,
+                                {"build_id": build_id, "was": before.status},
+                            )
+                        )
+                        return record, op
+
+                    record, op = await self._commit(commit)
+            except BaseException as exc:
+                await self._fail_operation(op_id, exc, log)
+                raise
+        self._observe(op)
+        if before.build_id != record.build_id:
+            await self._release_builds()
+        return OperationOutcome(self._view(env, record), op)
+
+    # ------------------------------------------------------------------ delete and cleanup
+
+    async def delete(
+        self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
+    ) -> OperationRecord:
+        key = _key(env)
+        async with self.env_locks.hold(
+            env, holder="delete", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
+        ):
+            record = await self._record(env)
+
+            def commit(session: Session, events: list[EventRecord]) -> OperationRecord:
+                op_id = repo.start_operation(session, key, "delete", {"status": record.status})
+                repo.delete_env(session, key)
+                events.append(
+                    repo.add_event(
+                        session, EventType.ENVIRONMENT_DELETED, key, {"build_id": record.build_id}
+                    )
+                )
+                return repo.finish_operation(session, op_id, status=OpStatus.SUCCEEDED, exit_code=0)
+
+            op = await self._commit(commit)
+            await asyncio.to_thread(self._remove_project, env)
+        self._observe(op)
+        await self._release_builds()
+        return op
+
+    async def cleanup(self, idle_hours: float, *, dry_run: bool = False) -> CleanupOutcome:
+        """Delete envs unused for ``idle_hours`` (busy ones are skipped) and unreferenced builds."""
+        if not idle_hours > 0:
+            raise InvalidArgument(
+                f"idle_hours must be greater than 0, got {idle_hours} "
+                "(0 would delete every environment)"
+            )
+        checked_at = time.time()
+        cutoff = checked_at - idle_hours * 3600
+        records = await self.store.run(repo.all_envs)
+        candidates = [
+            EnvId(r.workflow_id, r.node_id, r.version_id)
+            for r in records
+            if r.last_used_at < cutoff and r.status != EnvStatus.CREATING
+        ]
+        removed: list[EnvId] = []
+        for env in candidates:
+            if self.env_locks.busy(env):
+                continue
+            if not dry_run:
+                try:
+                    await self.delete(env, fail_if_busy=True)
+                except (NotFound, FailedPrecondition):
+                    continue
+            removed.append(env)
+        builds = await self.builds.collect(self._references, dry_run=dry_run)
+        payload = {
+            "idle_hours": idle_hours,
+            "dry_run": dry_run,
+            "removed": [str(e) for e in removed],
+            "builds_removed": builds,
+        }
+
+        def commit(session: Session, events: list[EventRecord]) -> OperationRecord:
+            op_id = repo.start_operation(session, ("", "", ""), "cleanup", payload)
+            events.append(
+                repo.add_event(session, EventType.ENVIRONMENT_CLEANUP_COMPLETED, ("", "", ""), payload)
+            )
+            return repo.finish_operation(session, op_id, status=OpStatus.SUCCEEDED, exit_code=0)
+
+        op = await self._commit(commit)
+        self._observe(op)
+        return CleanupOutcome(removed, builds, dry_run, checked_at, op.id)
+
+    # ------------------------------------------------------------------ audit and events
+
+    async def operations(
+        self,
+        *,
+        workflow_id: str = "",
+        node_id: str = "",
+        version_id: str | None = None,
+        operation: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[OperationRecord]:
+        if status and status not in OpStatus.__members__:
+            raise InvalidArgument(f"status {status!r} is not one of {', '.join(OpStatus.__members__)}")
+        offset, limit = resolve_window(
+            page_size,
+            page_token,
+            default=self.settings.default_page_size,
+            maximum=self.settings.max_page_size,
+        )
+        records, total = await self.store.run(
+            lambda s: repo.list_operations(
+                s,
+                workflow_id=workflow_id,
+                node_id=node_id,
+                version_id=version_id,
+                operation=operation,
+                status=status,
+                offset=offset,
+                limit=limit,
+            )
+        )
+        return make_page(records, total, offset, limit)
+
+    async def delete_operations(
+        self, *, workflow_id: str = "", node_id: str = "", before: float | None = None
+    ) -> int:
+        """Delete finished audit records matching the filter (RUNNING ones are kept)."""
+        return await self.store.run(
+            lambda s: repo.delete_operations(s, workflow_id=workflow_id, node_id=node_id, before=before)
+        )
+
+    def watch(
+        self, after: int = 0, *, types: Sequence[str] = (), follow: bool = True
+    ) -> AsyncIterator[EventRecord]:
+        if after < 0:
+            raise InvalidArgument(f"after_cursor must be >= 0, got {after}")
+        unknown = [t for t in types if t not in {e.value for e in EventType}]
+        if unknown:
+            raise InvalidArgument(
+                f"types: unknown event type(s) {', '.join(map(repr, unknown))}; known: "
+                + ", ".join(e.value for e in EventType)
+            )
+        return self.bus.watch(after, types=types, follow=follow)
+
+
+def _key(env: EnvId) -> tuple[str, str, str]:
+    return (env.workflow_id, env.node_id, env.version_id)

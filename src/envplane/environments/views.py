@@ -1,0 +1,80 @@
+"""What the environment service returns: immutable views the faces render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from envplane.environments.identity import EnvId
+from envplane.environments.project import LockedPackage
+from envplane.store import EnvRecord, OperationRecord
+
+
+class EnvStatus(StrEnum):
+    CREATING = "CREATING"  # a create is in flight; nothing usable yet
+    READY = "READY"  # pyproject, lock and venv match the committed state
+    FAILED = "FAILED"  # the last create failed; nothing on disk; create again or delete
+    BROKEN = "BROKEN"  # committed files are there but the venv build is missing: sync
+
+
+class OpStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long operation, streamed to the caller (CreateEnvStream, CLI)."""
+
+    phase: str  # validate | resolve | install | commit | done
+    message: str
+
+
+@dataclass(frozen=True)
+class EnvView:
+    id: EnvId
+    record: EnvRecord
+    env_path: str
+    venv_path: str
+    python_executable: str
+    dependencies: list[str]
+    busy_with: str = ""
+    has_pyproject: bool = False
+    has_lock: bool = False
+    has_venv: bool = False
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+
+@dataclass(frozen=True)
+class OperationOutcome:
+    env: EnvView
+    operation: OperationRecord
+    changes: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DepsView:
+    id: EnvId
+    declared: list[str]
+    locked: list[LockedPackage]
+
+
+@dataclass(frozen=True)
+class ExportView:
+    id: EnvId
+    pyproject_toml: str
+    uv_lock: str
+    requirements_txt: str
+
+
+@dataclass(frozen=True)
+class CleanupOutcome:
+    removed: list[EnvId]
+    builds_removed: list[str]
+    dry_run: bool
+    checked_at: float
+    operation_id: int = 0

@@ -1,0 +1,71 @@
+"""The one exception tree of envplane. Every face (gRPC, REST, client, CLI) maps these.
+
+::
+
+    EnvplaneError
+    ├── InvalidArgument          bad input: ids, package specs, page tokens      gRPC INVALID_ARGUMENT   HTTP 422
+    │   └── ResolutionFailed     uv could not resolve the requested packages     gRPC INVALID_ARGUMENT   HTTP 422
+    ├── NotFound                 no such environment / dependency                gRPC NOT_FOUND          HTTP 404
+    ├── AlreadyExists            an environment with that identity exists        gRPC ALREADY_EXISTS     HTTP 409
+    ├── FailedPrecondition       the env is in the wrong state for the operation gRPC FAILED_PRECONDITION HTTP 409
+    │   └── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
+    ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
+    ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
+    └── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
+
+The per-transport tables live in ``api/grpc_errors.py``, ``api/rest_errors.py`` and
+``client/_errors.py``: one table each, so a failure is the same status on every face.
+"""
+
+from __future__ import annotations
+
+
+class EnvplaneError(Exception):
+    """Base class. ``message`` is shown to users verbatim: it must name the problem."""
+
+    def __init__(self, message: str, *, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        # Long tool output (uv's stderr) kept apart so the headline stays readable.
+        self.detail = detail
+
+    def __str__(self) -> str:
+        if self.detail:
+            return f"{self.message}\n{self.detail}"
+        return self.message
+
+
+class InvalidArgument(EnvplaneError):
+    """The request itself is wrong, whatever the state of the system."""
+
+
+class ResolutionFailed(InvalidArgument):
+    """uv could not find versions satisfying the requested packages; ``detail`` is uv's text."""
+
+
+class NotFound(EnvplaneError):
+    """The named environment (or dependency) does not exist."""
+
+
+class AlreadyExists(EnvplaneError):
+    """Creating something that is already there."""
+
+
+class FailedPrecondition(EnvplaneError):
+    """The environment is not in a state that allows the operation."""
+
+
+class EnvBusy(FailedPrecondition):
+    """Another operation holds the environment and the caller asked not to wait."""
+
+
+class DeadlineExceeded(EnvplaneError):
+    """The caller's deadline passed (waiting for the env lock, or for uv)."""
+
+
+class Unavailable(EnvplaneError):
+    """The daemon could not be reached."""
+
+
+class InternalError(EnvplaneError):
+    """Anything the caller cannot fix by changing the request: uv install failures, I/O errors."""
