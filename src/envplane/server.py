@@ -133,11 +133,15 @@ class Daemon:
             (self.settings.data_dir / STATE_FILE).unlink()
         logger.info("envplane stopped")
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.request_stop)
+    async def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Serve until :meth:`request_stop` (SIGINT/SIGTERM in the main thread)."""
+        if install_signal_handlers:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.ready = asyncio.Event()
         await self.startup()
+        self.ready.set()
         try:
             await self.stop_requested.wait()
         finally:

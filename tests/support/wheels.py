@@ -62,3 +62,79 @@ def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
         for path, data in files.items():
             archive.writestr(path, data)
     return wheel_path
+
+
+_SLOW_BACKEND = '''
+"""A PEP 517 backend that sleeps before building: makes an operation slow on purpose."""
+import base64, hashlib, os, time, zipfile
+
+NAME, VERSION, SECONDS = {name!r}, {version!r}, {seconds!r}
+MODULE = NAME.replace("-", "_")
+DIST = f"{{MODULE}}-{{VERSION}}"
+
+
+def _metadata():
+    return f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: {{VERSION}}\\n"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    time.sleep(SECONDS)
+    info = os.path.join(metadata_directory, f"{{DIST}}.dist-info")
+    os.makedirs(info, exist_ok=True)
+    with open(os.path.join(info, "METADATA"), "w") as handle:
+        handle.write(_metadata())
+    return f"{{DIST}}.dist-info"
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    time.sleep(SECONDS)
+    files = {{
+        f"{{MODULE}}/__init__.py": f"__version__ = {{VERSION!r}}\\n".encode(),
+        f"{{DIST}}.dist-info/METADATA": _metadata().encode(),
+        f"{{DIST}}.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: slow\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }}
+    lines = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{{path}},sha256={{digest}},{{len(data)}}")
+    lines.append(f"{{DIST}}.dist-info/RECORD,,")
+    files[f"{{DIST}}.dist-info/RECORD"] = ("\\n".join(lines) + "\\n").encode()
+    name = f"{{DIST}}-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return name
+'''
+
+
+def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path) -> Path:
+    """An sdist whose build (metadata and wheel) sleeps ``seconds``: uv must build it to use it.
+
+    Metadata is declared dynamic, so uv cannot read it from PKG-INFO and has to run the
+    backend while resolving too. Each (name, version) is built once per uv cache.
+    """
+    import io
+    import tarfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    module = name.replace("-", "_")
+    root = f"{module}-{version}"
+    files = {
+        "pyproject.toml": (
+            "[build-system]\nrequires = []\nbuild-backend = \"slow_backend\"\nbackend-path = [\".\"]\n"
+        ),
+        "slow_backend.py": _SLOW_BACKEND.format(name=name, version=version, seconds=seconds),
+        "PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\nDynamic: Requires-Dist\n",
+    }
+    path = out_dir / f"{root}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for rel, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"{root}/{rel}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path

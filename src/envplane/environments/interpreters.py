@@ -17,7 +17,7 @@ from envplane.environments.project import uv_error_headline
 from envplane.environments.uv import UvRunner
 from envplane.errors import InvalidArgument
 
-_REQUEST = re.compile(r"[A-Za-z0-9][A-Za-z0-9@.+<>=!~,*_-]{0,63}")
+_REQUEST = re.compile(r"[A-Za-z0-9<>=!~][A-Za-z0-9@.+<>=!~,*_-]{0,63}")
 CACHE_SECONDS = 300.0
 
 

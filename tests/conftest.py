@@ -1,0 +1,131 @@
+"""Shared fixtures: a local wheelhouse (no package index), a private uv cache, services and
+real daemons on loopback ports."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from envplane.config import Settings
+from envplane.environments import EnvironmentService
+from envplane.events import EventBus
+from envplane.store import Store
+from tests.support.daemons import ThreadDaemon
+from tests.support.wheels import WheelSpec, build_slow_sdist, build_wheel
+
+WHEELS = [
+    WheelSpec("alpha", "1.0.0"),
+    WheelSpec("alpha", "1.1.0"),
+    WheelSpec("alpha", "2.0.0"),
+    WheelSpec("beta", "1.0.0", requires=("alpha>=1.1",)),
+    WheelSpec("gamma", "0.1.0"),
+    WheelSpec("gamma", "0.2.0"),
+    WheelSpec("delta", "3.0.0", requires=("gamma",)),
+    WheelSpec("broken", "1.0.0", requires=("does-not-exist>=1",)),
+]
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A find-links folder with tiny wheels: versions, a dependency, an unresolvable one."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    for spec in WHEELS:
+        build_wheel(spec, folder)
+    return folder
+
+
+_slow_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def slow_package(wheelhouse: Path) -> Callable[[float], str]:
+    """Factory: a new sdist whose build sleeps ``seconds`` (a fresh name: never cached)."""
+
+    def make(seconds: float = 3.0) -> str:
+        name = f"slow{next(_slow_counter)}x{uuid.uuid4().hex[:6]}"
+        build_slow_sdist(name, "1.0.0", seconds, wheelhouse)
+        return name
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("uv-cache")
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, wheelhouse: Path, uv_cache: Path
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "no_index": True,
+            "find_links": [str(wheelhouse)],
+            "uv_cache_dir": uv_cache,
+            "grpc_addr": "127.0.0.1:0",
+            "http_addr": "127.0.0.1:0",
+            "default_python": "3.11",
+            "shutdown_grace_seconds": 1.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def make_service(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    stores: list[Store] = []
+
+    async def make(**overrides: Any) -> EnvironmentService:
+        settings = make_settings(**overrides)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.resolved_database_url)
+        stores.append(store)
+        service = EnvironmentService(settings, store, EventBus(store))
+        await service.start()
+        return service
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+async def service(make_service: Callable[..., Any]) -> EnvironmentService:
+    result: EnvironmentService = await make_service()
+    return result
+
+
+@pytest.fixture(scope="session")
+def daemon(
+    tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path
+) -> Iterator[ThreadDaemon]:
+    """One real daemon for the API tests; each test uses its own workflow id."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("daemon") / "data",
+        no_index=True,
+        find_links=[str(wheelhouse)],
+        uv_cache_dir=uv_cache,
+        grpc_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        default_python="3.11",
+        shutdown_grace_seconds=1.0,
+        log_level="warning",
+    )
+    running = ThreadDaemon(settings).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def wf() -> str:
+    """A workflow id of this test's own, so tests sharing the daemon never collide."""
+    return f"wf-{uuid.uuid4().hex[:10]}"
