@@ -27,6 +27,18 @@ def translate(exc: grpc.RpcError, address: str) -> errors.EnvplaneError:
         )
     headline, _, detail = details.partition("\n")
     cls = EXCEPTION_TABLE.get(code, errors.InternalError)
+    # The server names the exact class (EnvBusy, ResolutionFailed) in trailing metadata.
+    exact = getattr(errors, _error_class_name(exc), None)
+    if isinstance(exact, type) and issubclass(exact, cls):
+        cls = exact
     error = cls(headline, detail=detail)
     error.grpc_code = code  # type: ignore[attr-defined]
     return error
+
+
+def _error_class_name(exc: grpc.RpcError) -> str:
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == "envplane-error":
+            return str(value)
+    return ""

@@ -1,0 +1,161 @@
+"""Every /v1 route over real HTTP on loopback, with the same error mapping as gRPC."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support.daemons import ThreadDaemon
+
+
+@pytest.fixture
+def http(daemon: ThreadDaemon) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=daemon.http_url, timeout=60) as client:
+        yield client
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert body["code"] == code
+    return str(body["message"])
+
+
+def test_full_lifecycle(http: httpx.Client, wf: str) -> None:
+    created = http.post("/v1/environments", json={"workflow_id": wf, "node_id": "n", "packages": ["alpha<2"]})
+    assert created.status_code == 201, created.text
+    env = created.json()
+    assert env["status"] == "READY" and env["dependencies"] == ["alpha<2"]
+    assert env["ref"] == {"workflow_id": wf, "node_id": "n", "version_id": ""}
+
+    path = f"/v1/environments/{wf}/n"
+    assert http.get(path).json()["build_id"] == env["build_id"]
+
+    added = http.post(f"{path}/dependencies", json={"packages": ["gamma==0.1.0"]}).json()
+    assert added["changes"] == [{"name": "gamma", "old_version": "", "new_version": "0.1.0"}]
+
+    updated = http.patch(f"{path}/dependencies", json={"packages": ["gamma"]}).json()
+    assert updated["operation"]["status"] == "SUCCEEDED"
+
+    deps = http.get(f"{path}/dependencies").json()
+    assert deps["declared"] == ["alpha<2", "gamma==0.1.0"]
+
+    removed = http.delete(f"{path}/dependencies", params={"packages": ["gamma"]}).json()
+    assert removed["changes"][0]["name"] == "gamma"
+
+    assert http.post(f"{path}/sync").json()["environment"]["status"] == "READY"
+    exported = http.get(f"{path}/export").json()
+    assert "alpha==1.1.0" in exported["requirements_txt"]
+
+    listing = http.get("/v1/environments", params={"workflow_id": wf}).json()
+    assert listing["total"] == 1 and listing["environments"][0]["ref"]["node_id"] == "n"
+
+    ops = http.get("/v1/operations", params={"workflow_id": wf, "page_size": 2}).json()
+    assert ops["total"] == 5 and len(ops["operations"]) == 2 and ops["next_page_token"]
+    more = http.get("/v1/operations", params={"workflow_id": wf, "page_token": ops["next_page_token"]}).json()
+    assert [o["operation"] for o in ops["operations"] + more["operations"]] == [
+        "sync", "remove", "update", "add", "create"
+    ]
+
+    deleted = http.delete(path)
+    assert deleted.status_code == 200 and deleted.json()["operation"]["operation"] == "delete"
+    _error(http.get(path), 404, "NOT_FOUND")
+    assert http.request("DELETE", "/v1/operations", params={"workflow_id": wf}).json()["deleted_count"] == 6
+
+
+def test_versioned_env_uses_a_query_parameter(http: httpx.Client, wf: str) -> None:
+    body = {"workflow_id": wf, "node_id": "n", "version_id": "v2", "packages": ["alpha"]}
+    assert http.post("/v1/environments", json=body).status_code == 201
+    assert http.get(f"/v1/environments/{wf}/n", params={"version_id": "v2"}).json()["ref"]["version_id"] == "v2"
+    _error(http.get(f"/v1/environments/{wf}/n"), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status", "code", "fragment"),
+    [
+        ("POST", "/v1/environments", {"workflow_id": "../etc", "node_id": "n"}, 422, "INVALID_ARGUMENT", "workflow_id"),
+        ("POST", "/v1/environments", {"node_id": "n"}, 422, "INVALID_ARGUMENT", "workflow_id"),
+        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["./x"]}, 422, "INVALID_ARGUMENT", "packages[0]"),
+        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["broken"]}, 422, "INVALID_ARGUMENT", "does-not-exist"),
+        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "python_version": "3.4"}, 422, "INVALID_ARGUMENT", "python_version"),
+        ("GET", "/v1/environments/{wf}/missing", None, 404, "NOT_FOUND", "does not exist"),
+        ("POST", "/v1/environments/{wf}/missing/dependencies", {"packages": ["alpha"]}, 404, "NOT_FOUND", "does not exist"),
+        ("GET", "/v1/environments?page_token=bad", None, 422, "INVALID_ARGUMENT", "page_token"),
+        ("POST", "/v1/cleanup", {"idle_hours": 0}, 422, "INVALID_ARGUMENT", "idle_hours"),
+        ("GET", "/v1/events?types=Bogus&follow=false", None, 422, "INVALID_ARGUMENT", "unknown event type"),
+    ],
+)
+def test_error_mapping(http: httpx.Client, wf: str, method, url, body, status, code, fragment) -> None:  # type: ignore[no-untyped-def]
+    url = url.replace("{wf}", wf)
+    if body and body.get("workflow_id") == "{wf}":
+        body = {**body, "workflow_id": wf}
+    response = http.request(method, url, json=body)
+    assert fragment in _error(response, status, code)
+
+
+def test_conflicts_busy_and_deadline(http: httpx.Client, wf: str, slow_package: Callable[[float], str]) -> None:
+    body = {"workflow_id": wf, "node_id": "n", "packages": ["alpha"]}
+    assert http.post("/v1/environments", json=body).status_code == 201
+    assert "already exists" in _error(http.post("/v1/environments", json=body), 409, "ALREADY_EXISTS")
+    slow = slow_package(2.0)
+    path = f"/v1/environments/{wf}/n"
+    worker = threading.Thread(target=http.post, args=(f"{path}/dependencies",), kwargs={"json": {"packages": [slow]}})
+    worker.start()
+    for _ in range(300):
+        if http.get(path).json()["busy_with"]:
+            break
+        time.sleep(0.01)
+    busy = http.post(f"{path}/dependencies", json={"packages": ["gamma"], "fail_if_busy": True})
+    assert "busy with add" in _error(busy, 409, "FAILED_PRECONDITION")
+    late = http.post(f"{path}/sync", headers={"X-Request-Timeout": "0.5"})
+    assert "deadline" in _error(late, 504, "DEADLINE_EXCEEDED")
+    worker.join(30)
+
+
+def test_streaming_create_as_ndjson(http: httpx.Client, wf: str) -> None:
+    body = {"workflow_id": wf, "node_id": "s", "packages": ["beta"]}
+    with http.stream("POST", "/v1/environments:stream", json=body) as response:
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert lines[0]["phase"] == "validate" and lines[-1]["phase"] == "done"
+    assert lines[-1]["environment"]["status"] == "READY"
+    with http.stream("POST", "/v1/environments:stream", json=body) as response:
+        last = [json.loads(line) for line in response.iter_lines() if line][-1]
+    assert last["error"]["code"] == "ALREADY_EXISTS" and last["http_status"] == 409
+
+
+def test_events_as_server_sent_events(http: httpx.Client, wf: str) -> None:
+    http.post("/v1/environments", json={"workflow_id": wf, "node_id": "e", "packages": ["alpha"]})
+    with http.stream("GET", "/v1/events", params={"follow": "false"}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    frames = [f for f in text.split("\n\n") if f.strip()]
+    ours = [f for f in frames if f'"{wf}"' in f]
+    assert [f.splitlines()[1] for f in ours] == [
+        "event: EnvironmentCreationStarted", "event: EnvironmentCreated"
+    ]
+    cursor = ours[0].splitlines()[0].removeprefix("id: ")
+    with http.stream("GET", "/v1/events", params={"follow": "false"}, headers={"Last-Event-ID": cursor}) as response:
+        resumed = "".join(response.iter_text())
+    assert f"id: {cursor}\n" not in resumed and "EnvironmentCreated" in resumed
+
+
+def test_cleanup_dry_run(http: httpx.Client) -> None:
+    result = http.post("/v1/cleanup", json={"idle_hours": 10000, "dry_run": True}).json()
+    assert result["dry_run"] is True and result["removed"] == []
+
+
+def test_health_metrics_openapi_docs(http: httpx.Client, wf: str) -> None:
+    http.post("/v1/environments", json={"workflow_id": wf, "node_id": "m", "packages": ["alpha"]})
+    assert http.get("/health").json()["status"] == "ok"
+    metrics = http.get("/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'envplane_operations_total{operation="create",status="SUCCEEDED"}' in metrics.text
+    assert 'envplane_environments{status="READY"}' in metrics.text
+    spec = http.get("/openapi.json").json()
+    assert {"/v1/environments", "/v1/environments/{workflow_id}/{node_id}", "/v1/operations", "/v1/events"} <= set(spec["paths"])
+    assert "swagger-ui" in http.get("/docs").text
