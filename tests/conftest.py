@@ -60,9 +60,7 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_settings(
-    tmp_path: Path, wheelhouse: Path, uv_cache: Path
-) -> Callable[..., Settings]:
+def make_settings(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
@@ -105,9 +103,7 @@ async def service(make_service: Callable[..., Any]) -> EnvironmentService:
 
 
 @pytest.fixture(scope="session")
-def daemon(
-    tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path
-) -> Iterator[ThreadDaemon]:
+def daemon(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path) -> Iterator[ThreadDaemon]:
     """One real daemon for the API tests; each test uses its own workflow id."""
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("daemon") / "data",

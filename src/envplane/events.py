@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
 from enum import StrEnum
 
@@ -86,9 +87,7 @@ class EventBus:
         with self._subscription() as queue:
             cursor = after
             while True:  # replay in pages until the database has nothing newer
-                page = await self._store.run(
-                    lambda s, c=cursor: repo.events_after(s, c, types=types)
-                )
+                page = await self._store.run(functools.partial(repo.events_after, cursor=cursor, types=types))
                 for event in page:
                     cursor = event.cursor
                     yield event
@@ -97,15 +96,14 @@ class EventBus:
             if not follow:
                 return
             while True:
-                event = await queue.get()
-                if event is None:
+                item = await queue.get()
+                if item is None:
                     if getattr(self, "_closed", False):
                         return
                     raise WatcherOverflow(
-                        f"watcher fell behind by more than {self._queue_size} events; "
-                        f"resume from cursor {cursor}"
+                        f"watcher fell behind by more than {self._queue_size} events; resume from cursor {cursor}"
                     )
-                if event.cursor <= cursor or (wanted and event.type not in wanted):
+                if item.cursor <= cursor or (wanted and item.type not in wanted):
                     continue
-                cursor = event.cursor
-                yield event
+                cursor = item.cursor
+                yield item

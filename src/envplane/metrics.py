@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: N811
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -26,12 +26,8 @@ class Metrics:
             buckets=(0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300),
             registry=self.registry,
         )
-        self.uv_running = Gauge(
-            "envplane_uv_processes_running", "uv processes running now.", registry=self.registry
-        )
-        self.event_watchers = Gauge(
-            "envplane_event_watchers", "Open WatchEvents streams.", registry=self.registry
-        )
+        self.uv_running = Gauge("envplane_uv_processes_running", "uv processes running now.", registry=self.registry)
+        self.event_watchers = Gauge("envplane_event_watchers", "Open WatchEvents streams.", registry=self.registry)
         self.environments = Gauge(
             "envplane_environments", "Environments by status.", ["status"], registry=self.registry
         )

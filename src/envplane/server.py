@@ -104,7 +104,11 @@ class Daemon:
         http_host, _ = split_address(s.http_addr)
         logger.info(
             "envplane serving: gRPC %s:%d, REST http://%s:%d (docs at /docs), data in %s",
-            grpc_host, self.grpc_port, http_host, self.http_port, s.data_dir,
+            grpc_host,
+            self.grpc_port,
+            http_host,
+            self.http_port,
+            s.data_dir,
         )
 
     def _write_state(self) -> None:

@@ -79,15 +79,55 @@ def test_versions_and_pagination(client: EnvplaneClient, wf: str) -> None:
 @pytest.mark.parametrize(
     ("call", "error", "code", "fragment"),
     [
-        (lambda c, wf: c.get_env("../x", "n"), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "workflow_id"),
-        (lambda c, wf: c.create_env(wf, "n", packages=["--index-url=x"]), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "packages[0]"),
-        (lambda c, wf: c.create_env(wf, "n", python_version="3.4"), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "python_version '3.4'"),
-        (lambda c, wf: c.create_env(wf, "n", packages=["broken"]), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "does-not-exist"),
-        (lambda c, wf: c.get_env(wf, "missing"), errors.NotFound, grpc.StatusCode.NOT_FOUND, "does not exist"),
-        (lambda c, wf: c.delete_env(wf, "missing"), errors.NotFound, grpc.StatusCode.NOT_FOUND, "does not exist"),
+        (
+            lambda c, wf: c.get_env("../x", "n"),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "workflow_id",
+        ),
+        (
+            lambda c, wf: c.create_env(wf, "n", packages=["--index-url=x"]),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "packages[0]",
+        ),
+        (
+            lambda c, wf: c.create_env(wf, "n", python_version="3.4"),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "python_version '3.4'",
+        ),
+        (
+            lambda c, wf: c.create_env(wf, "n", packages=["broken"]),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "does-not-exist",
+        ),
+        (
+            lambda c, wf: c.get_env(wf, "missing"),
+            errors.NotFound,
+            grpc.StatusCode.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            lambda c, wf: c.delete_env(wf, "missing"),
+            errors.NotFound,
+            grpc.StatusCode.NOT_FOUND,
+            "does not exist",
+        ),
         (lambda c, wf: c.cleanup(0), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "idle_hours"),
-        (lambda c, wf: c.list_envs(page_token="zzz"), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "page_token"),
-        (lambda c, wf: c.get_operations(status="weird"), errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, "status 'WEIRD'"),
+        (
+            lambda c, wf: c.list_envs(page_token="zzz"),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "page_token",
+        ),
+        (
+            lambda c, wf: c.get_operations(status="weird"),
+            errors.InvalidArgument,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "status 'WEIRD'",
+        ),
     ],
 )
 def test_error_mapping(client: EnvplaneClient, wf: str, call, error, code, fragment) -> None:  # type: ignore[no-untyped-def]

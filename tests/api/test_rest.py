@@ -59,7 +59,11 @@ def test_full_lifecycle(http: httpx.Client, wf: str) -> None:
     assert ops["total"] == 5 and len(ops["operations"]) == 2 and ops["next_page_token"]
     more = http.get("/v1/operations", params={"workflow_id": wf, "page_token": ops["next_page_token"]}).json()
     assert [o["operation"] for o in ops["operations"] + more["operations"]] == [
-        "sync", "remove", "update", "add", "create"
+        "sync",
+        "remove",
+        "update",
+        "add",
+        "create",
     ]
 
     deleted = http.delete(path)
@@ -78,13 +82,48 @@ def test_versioned_env_uses_a_query_parameter(http: httpx.Client, wf: str) -> No
 @pytest.mark.parametrize(
     ("method", "url", "body", "status", "code", "fragment"),
     [
-        ("POST", "/v1/environments", {"workflow_id": "../etc", "node_id": "n"}, 422, "INVALID_ARGUMENT", "workflow_id"),
+        (
+            "POST",
+            "/v1/environments",
+            {"workflow_id": "../etc", "node_id": "n"},
+            422,
+            "INVALID_ARGUMENT",
+            "workflow_id",
+        ),
         ("POST", "/v1/environments", {"node_id": "n"}, 422, "INVALID_ARGUMENT", "workflow_id"),
-        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["./x"]}, 422, "INVALID_ARGUMENT", "packages[0]"),
-        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["broken"]}, 422, "INVALID_ARGUMENT", "does-not-exist"),
-        ("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "python_version": "3.4"}, 422, "INVALID_ARGUMENT", "python_version"),
+        (
+            "POST",
+            "/v1/environments",
+            {"workflow_id": "{wf}", "node_id": "n", "packages": ["./x"]},
+            422,
+            "INVALID_ARGUMENT",
+            "packages[0]",
+        ),
+        (
+            "POST",
+            "/v1/environments",
+            {"workflow_id": "{wf}", "node_id": "n", "packages": ["broken"]},
+            422,
+            "INVALID_ARGUMENT",
+            "does-not-exist",
+        ),
+        (
+            "POST",
+            "/v1/environments",
+            {"workflow_id": "{wf}", "node_id": "n", "python_version": "3.4"},
+            422,
+            "INVALID_ARGUMENT",
+            "python_version",
+        ),
         ("GET", "/v1/environments/{wf}/missing", None, 404, "NOT_FOUND", "does not exist"),
-        ("POST", "/v1/environments/{wf}/missing/dependencies", {"packages": ["alpha"]}, 404, "NOT_FOUND", "does not exist"),
+        (
+            "POST",
+            "/v1/environments/{wf}/missing/dependencies",
+            {"packages": ["alpha"]},
+            404,
+            "NOT_FOUND",
+            "does not exist",
+        ),
         ("GET", "/v1/environments?page_token=bad", None, 422, "INVALID_ARGUMENT", "page_token"),
         ("POST", "/v1/cleanup", {"idle_hours": 0}, 422, "INVALID_ARGUMENT", "idle_hours"),
         ("GET", "/v1/events?types=Bogus&follow=false", None, 422, "INVALID_ARGUMENT", "unknown event type"),
@@ -136,7 +175,8 @@ def test_events_as_server_sent_events(http: httpx.Client, wf: str) -> None:
     frames = [f for f in text.split("\n\n") if f.strip()]
     ours = [f for f in frames if f'"{wf}"' in f]
     assert [f.splitlines()[1] for f in ours] == [
-        "event: EnvironmentCreationStarted", "event: EnvironmentCreated"
+        "event: EnvironmentCreationStarted",
+        "event: EnvironmentCreated",
     ]
     cursor = ours[0].splitlines()[0].removeprefix("id: ")
     with http.stream("GET", "/v1/events", params={"follow": "false"}, headers={"Last-Event-ID": cursor}) as response:
@@ -157,5 +197,10 @@ def test_health_metrics_openapi_docs(http: httpx.Client, wf: str) -> None:
     assert 'envplane_operations_total{operation="create",status="SUCCEEDED"}' in metrics.text
     assert 'envplane_environments{status="READY"}' in metrics.text
     spec = http.get("/openapi.json").json()
-    assert {"/v1/environments", "/v1/environments/{workflow_id}/{node_id}", "/v1/operations", "/v1/events"} <= set(spec["paths"])
+    assert {
+        "/v1/environments",
+        "/v1/environments/{workflow_id}/{node_id}",
+        "/v1/operations",
+        "/v1/events",
+    } <= set(spec["paths"])
     assert "swagger-ui" in http.get("/docs").text

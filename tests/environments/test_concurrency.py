@@ -38,9 +38,7 @@ async def test_a_second_operation_waits_then_runs(
     assert sorted(second.env.dependencies)[0] == "alpha<2" and len(second.env.dependencies) == 3
 
 
-async def test_fail_if_busy_and_deadline(
-    service: EnvironmentService, slow_package: Callable[[float], str]
-) -> None:
+async def test_fail_if_busy_and_deadline(service: EnvironmentService, slow_package: Callable[[float], str]) -> None:
     await service.create(WF, ["alpha<2"])
     slow = slow_package(2.0)
     running = asyncio.ensure_future(service.add_deps(WF, [slow]))
@@ -93,9 +91,7 @@ async def test_different_envs_run_in_parallel(
 ) -> None:
     names = [slow_package(1.5) for _ in range(3)]
     started = time.monotonic()
-    views = await asyncio.gather(
-        *(service.create(EnvId.parse("wf", f"n{i}"), [name]) for i, name in enumerate(names))
-    )
+    views = await asyncio.gather(*(service.create(EnvId.parse("wf", f"n{i}"), [name]) for i, name in enumerate(names)))
     elapsed = time.monotonic() - started
     assert all(v.status == EnvStatus.READY for v in views)
     # Each create builds its sdist twice (resolve + install): 3 s alone, ~9 s one after another.
@@ -103,9 +99,7 @@ async def test_different_envs_run_in_parallel(
 
 
 async def test_identical_concurrent_creates_build_once(service: EnvironmentService) -> None:
-    views = await asyncio.gather(
-        *(service.create(EnvId.parse("wf", f"same{i}"), ["delta"]) for i in range(6))
-    )
+    views = await asyncio.gather(*(service.create(EnvId.parse("wf", f"same{i}"), ["delta"]) for i in range(6)))
     assert len({v.record.build_id for v in views}) == 1
     assert len(service.builds.on_disk()) == 1
     assert len(service.builds.locks) == 0 and len(service.env_locks) == 0, "locks are pruned"

@@ -15,7 +15,9 @@ from tests.support.envcheck import importable, snapshot, version_in_env
 WF = EnvId.parse("wf", "node")
 
 
-async def test_create_gives_a_ready_env_whose_python_imports_the_packages(service: EnvironmentService) -> None:
+async def test_create_gives_a_ready_env_whose_python_imports_the_packages(
+    service: EnvironmentService,
+) -> None:
     view = await service.create(WF, ["beta"], python_version="3.11")
     assert view.status == EnvStatus.READY
     assert view.record.python_version.startswith("3.11")
@@ -164,7 +166,7 @@ async def test_bad_arguments(service: EnvironmentService) -> None:
     with pytest.raises(InvalidArgument, match="command-line option"):
         await service.add_deps(WF, ["--index-url=http://x"])
     with pytest.raises(InvalidArgument, match="status 'NOPE'"):
-        await service.list(status="NOPE")
+        await service.list_envs(status="NOPE")
     with pytest.raises(InvalidArgument, match="idle_hours must be greater than 0"):
         await service.cleanup(0)
 
@@ -251,13 +253,13 @@ async def test_list_filters_and_paginates(service: EnvironmentService) -> None:
     for node in ("n1", "n2", "n3"):
         await service.create(EnvId.parse("wf", node), ["alpha"])
     await service.create(EnvId.parse("other", "n1"), ["alpha"])
-    page = await service.list(workflow_id="wf", page_size=2)
+    page = await service.list_envs(workflow_id="wf", page_size=2)
     assert [str(v.id) for v in page.items] == ["wf/n1", "wf/n2"] and page.total == 3
-    rest = await service.list(workflow_id="wf", page_size=2, page_token=page.next_page_token)
+    rest = await service.list_envs(workflow_id="wf", page_size=2, page_token=page.next_page_token)
     assert [str(v.id) for v in rest.items] == ["wf/n3"] and rest.next_page_token == ""
-    by_node = await service.list(node_id="n1")
+    by_node = await service.list_envs(node_id="n1")
     assert sorted(str(v.id) for v in by_node.items) == ["other/n1", "wf/n1"]
-    assert (await service.list(status="FAILED")).total == 0
+    assert (await service.list_envs(status="FAILED")).total == 0
 
 
 async def test_operations_audit_filters_pages_and_deletes(service: EnvironmentService) -> None:

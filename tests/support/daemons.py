@@ -85,12 +85,13 @@ class ProcessDaemon:
         state = self.data_dir / STATE_FILE
         state.unlink(missing_ok=True)
         self.log_path = self.data_dir.parent / f"daemon-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "envplane", "serve"],
-            env={**os.environ, **self.env},
-            stdout=self.log_path.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "envplane", "serve"],
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if state.exists():

@@ -48,8 +48,8 @@ def build_wheel(spec: WheelSpec, out_dir: Path) -> Path:
         f"{spec.module}/__init__.py": source.encode(),
         f"{dist}.dist-info/METADATA": ("\n".join(metadata) + "\n").encode(),
         f"{dist}.dist-info/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: envplane-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ).encode(),
+            b"Wheel-Version: 1.0\nGenerator: envplane-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     if spec.console_scripts:
         lines = ["[console_scripts]", *(f"{k} = {v}" for k, v in spec.console_scripts.items())]
@@ -95,7 +95,9 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     files = {{
         f"{{MODULE}}/__init__.py": f"__version__ = {{VERSION!r}}\\n".encode(),
         f"{{DIST}}.dist-info/METADATA": _metadata().encode(),
-        f"{{DIST}}.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: slow\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        f"{{DIST}}.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\\nGenerator: slow\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+        ),
     }}
     lines = []
     for path, data in files.items():
@@ -124,9 +126,7 @@ def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path) -> 
     module = name.replace("-", "_")
     root = f"{module}-{version}"
     files = {
-        "pyproject.toml": (
-            "[build-system]\nrequires = []\nbuild-backend = \"slow_backend\"\nbackend-path = [\".\"]\n"
-        ),
+        "pyproject.toml": ('[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n'),
         "slow_backend.py": _SLOW_BACKEND.format(name=name, version=version, seconds=seconds),
         "PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\nDynamic: Requires-Dist\n",
     }

@@ -1,14 +1,14 @@
-"""Views -> ``envplane.v1`` messages. The one conversion both faces use (REST renders the
-protobuf JSON mapping of the same messages), so the two faces cannot drift apart."""
+"""Views -> ``envplane.v1`` messages: the one conversion both faces use.
+
+REST renders the protobuf JSON mapping (``to_json``, re-exported here) of the same messages,
+so the two faces cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
-
+from envplane.api.protojson import to_json
 from envplane.environments import EnvId
 from envplane.environments.views import (
     CleanupOutcome,
@@ -128,9 +128,7 @@ def event(record: EventRecord) -> pb.Event:
     return pb.Event(
         cursor=record.cursor,
         type=record.type,
-        ref=pb.EnvRef(
-            workflow_id=record.workflow_id, node_id=record.node_id, version_id=record.version_id
-        ),
+        ref=pb.EnvRef(workflow_id=record.workflow_id, node_id=record.node_id, version_id=record.version_id),
         occurred_at=record.occurred_at,
         payload_json=json.dumps(record.payload, sort_keys=True),
     )
@@ -148,8 +146,4 @@ def status_name(value: int) -> str:
     return "" if value == 0 else pb.EnvStatus.Name(value)  # type: ignore[arg-type]
 
 
-def to_json(message: Message) -> dict[str, Any]:
-    """The protobuf JSON mapping with the .proto field names and every field present."""
-    return MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+__all__ = ["to_json"]

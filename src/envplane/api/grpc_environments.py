@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import TypeAlias
 
 import grpc
 
@@ -14,7 +15,7 @@ from envplane.environments import EnvironmentService, EnvView, Progress
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
 
-Ctx = grpc.aio.ServicerContext
+Ctx: TypeAlias = grpc.aio.ServicerContext
 
 
 class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
@@ -34,9 +35,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         return convert.environment(view)
 
     @mapped
-    async def CreateEnvStream(
-        self, request: pb.CreateEnvRequest, context: Ctx
-    ) -> AsyncIterator[pb.CreateEnvProgress]:
+    async def CreateEnvStream(self, request: pb.CreateEnvRequest, context: Ctx) -> AsyncIterator[pb.CreateEnvProgress]:
         env = convert.env_id(request.ref)
         queue: asyncio.Queue[Progress] = asyncio.Queue()
 
@@ -78,7 +77,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
 
     @mapped
     async def ListEnvs(self, request: pb.ListEnvsRequest, context: Ctx) -> pb.ListEnvsResponse:
-        page = await self._svc.list(
+        page = await self._svc.list_envs(
             workflow_id=request.workflow_id,
             node_id=request.node_id,
             status=convert.status_name(request.status),
@@ -148,9 +147,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         return convert.cleanup(await self._svc.cleanup(request.idle_hours, dry_run=request.dry_run))
 
     @mapped
-    async def GetOperations(
-        self, request: pb.GetOperationsRequest, context: Ctx
-    ) -> pb.GetOperationsResponse:
+    async def GetOperations(self, request: pb.GetOperationsRequest, context: Ctx) -> pb.GetOperationsResponse:
         page = await self._svc.operations(
             workflow_id=request.workflow_id,
             node_id=request.node_id,
@@ -162,9 +159,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
         return convert.operations(page)
 
     @mapped
-    async def DeleteOperations(
-        self, request: pb.DeleteOperationsRequest, context: Ctx
-    ) -> pb.DeleteOperationsResponse:
+    async def DeleteOperations(self, request: pb.DeleteOperationsRequest, context: Ctx) -> pb.DeleteOperationsResponse:
         count = await self._svc.delete_operations(
             workflow_id=request.workflow_id, node_id=request.node_id, before=request.before or None
         )
@@ -172,7 +167,5 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
 
     @mapped
     async def WatchEvents(self, request: pb.WatchEventsRequest, context: Ctx) -> AsyncIterator[pb.Event]:
-        async for record in self._svc.watch(
-            request.after_cursor, types=list(request.types), follow=request.follow
-        ):
+        async for record in self._svc.watch(request.after_cursor, types=list(request.types), follow=request.follow):
             yield convert.event(record)

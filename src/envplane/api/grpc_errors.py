@@ -45,9 +45,7 @@ ERROR_CLASS_KEY = "envplane-error"  # trailing metadata: the exact class, e.g. "
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
     if isinstance(exc, errors.EnvplaneError):
-        await context.abort(
-            status_for(exc), _details(exc), trailing_metadata=((ERROR_CLASS_KEY, type(exc).__name__),)
-        )
+        await context.abort(status_for(exc), _details(exc), trailing_metadata=((ERROR_CLASS_KEY, type(exc).__name__),))
     logger.exception("unexpected error in gRPC handler")
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 

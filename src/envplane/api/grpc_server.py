@@ -26,9 +26,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        environments_pb2_grpc.add_EnvironmentServiceServicer_to_server(
-            EnvironmentServicer(service), self.server
-        )
+        environments_pb2_grpc.add_EnvironmentServiceServicer_to_server(EnvironmentServicer(service), self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

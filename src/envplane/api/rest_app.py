@@ -48,4 +48,3 @@ def create_app(service: EnvironmentService, metrics: Metrics) -> FastAPI:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app
-

@@ -88,9 +88,7 @@ async def create_env(body: CreateEnvBody, request: Request, timeout: TimeoutHead
     summary="Create an environment, streaming progress as NDJSON",
     response_description="One JSON object per line: CreateEnvProgress, or {'error': ...} last.",
 )
-async def create_env_stream(
-    body: CreateEnvBody, request: Request, timeout: TimeoutHeader = None
-) -> StreamingResponse:
+async def create_env_stream(body: CreateEnvBody, request: Request, timeout: TimeoutHeader = None) -> StreamingResponse:
     service = _service(request)
     env = _env(body.workflow_id, body.node_id, body.version_id)
     deadline = _deadline(timeout)
@@ -106,8 +104,13 @@ async def create_env_stream(
         async def run() -> Any:
             try:
                 return await service.create(
-                    env, body.packages, body.requirements, body.python_version,
-                    deadline=deadline, fail_if_busy=body.fail_if_busy, on_progress=on_progress,
+                    env,
+                    body.packages,
+                    body.requirements,
+                    body.python_version,
+                    deadline=deadline,
+                    fail_if_busy=body.fail_if_busy,
+                    on_progress=on_progress,
                 )
             finally:
                 await queue.put(None)
@@ -141,7 +144,7 @@ async def list_envs(
     page_size: int = 0,
     page_token: str = "",
 ) -> Json:
-    page = await _service(request).list(
+    page = await _service(request).list_envs(
         workflow_id=workflow_id, node_id=node_id, status=status, page_size=page_size, page_token=page_token
     )
     return convert.to_json(convert.list_envs(page))
@@ -175,45 +178,69 @@ async def list_deps(workflow_id: str, node_id: str, request: Request, version_id
 
 @router.post(ENV + "/dependencies", summary="Add dependencies")
 async def add_deps(
-    workflow_id: str, node_id: str, body: DepsBody, request: Request,
-    version_id: VersionQuery = "", timeout: TimeoutHeader = None,
+    workflow_id: str,
+    node_id: str,
+    body: DepsBody,
+    request: Request,
+    version_id: VersionQuery = "",
+    timeout: TimeoutHeader = None,
 ) -> Json:
     outcome = await _service(request).add_deps(
-        _env(workflow_id, node_id, version_id), body.packages, body.requirements,
-        deadline=_deadline(timeout), fail_if_busy=body.fail_if_busy,
+        _env(workflow_id, node_id, version_id),
+        body.packages,
+        body.requirements,
+        deadline=_deadline(timeout),
+        fail_if_busy=body.fail_if_busy,
     )
     return convert.to_json(convert.deps_response(outcome))
 
 
 @router.patch(ENV + "/dependencies", summary="Upgrade dependencies (all when none are named)")
 async def update_deps(
-    workflow_id: str, node_id: str, body: DepsBody, request: Request,
-    version_id: VersionQuery = "", timeout: TimeoutHeader = None,
+    workflow_id: str,
+    node_id: str,
+    body: DepsBody,
+    request: Request,
+    version_id: VersionQuery = "",
+    timeout: TimeoutHeader = None,
 ) -> Json:
     outcome = await _service(request).update_deps(
-        _env(workflow_id, node_id, version_id), body.packages, body.requirements,
-        deadline=_deadline(timeout), fail_if_busy=body.fail_if_busy,
+        _env(workflow_id, node_id, version_id),
+        body.packages,
+        body.requirements,
+        deadline=_deadline(timeout),
+        fail_if_busy=body.fail_if_busy,
     )
     return convert.to_json(convert.deps_response(outcome))
 
 
 @router.delete(ENV + "/dependencies", summary="Remove dependencies")
 async def remove_deps(
-    workflow_id: str, node_id: str, request: Request,
+    workflow_id: str,
+    node_id: str,
+    request: Request,
     packages: Annotated[list[str], Query(description="Names to remove (repeat the parameter).")],
-    version_id: VersionQuery = "", fail_if_busy: bool = False, timeout: TimeoutHeader = None,
+    version_id: VersionQuery = "",
+    fail_if_busy: bool = False,
+    timeout: TimeoutHeader = None,
 ) -> Json:
     outcome = await _service(request).remove_deps(
-        _env(workflow_id, node_id, version_id), packages,
-        deadline=_deadline(timeout), fail_if_busy=fail_if_busy,
+        _env(workflow_id, node_id, version_id),
+        packages,
+        deadline=_deadline(timeout),
+        fail_if_busy=fail_if_busy,
     )
     return convert.to_json(convert.deps_response(outcome))
 
 
 @router.post(ENV + "/sync", summary="Make the venv match the lock (rebuild if missing)")
 async def sync_env(
-    workflow_id: str, node_id: str, request: Request,
-    version_id: VersionQuery = "", fail_if_busy: bool = False, timeout: TimeoutHeader = None,
+    workflow_id: str,
+    node_id: str,
+    request: Request,
+    version_id: VersionQuery = "",
+    fail_if_busy: bool = False,
+    timeout: TimeoutHeader = None,
 ) -> Json:
     outcome = await _service(request).sync(
         _env(workflow_id, node_id, version_id), deadline=_deadline(timeout), fail_if_busy=fail_if_busy
@@ -226,7 +253,10 @@ async def sync_env(
 
 @router.get(ENV + "/export", summary="Export pyproject.toml, uv.lock and pinned requirements.txt")
 async def export_env(
-    workflow_id: str, node_id: str, request: Request, version_id: VersionQuery = "",
+    workflow_id: str,
+    node_id: str,
+    request: Request,
+    version_id: VersionQuery = "",
     timeout: TimeoutHeader = None,
 ) -> Json:
     view = await _service(request).export(_env(workflow_id, node_id, version_id), deadline=_deadline(timeout))
@@ -250,19 +280,19 @@ async def get_operations(
     page_token: str = "",
 ) -> Json:
     page = await _service(request).operations(
-        workflow_id=workflow_id, node_id=node_id, operation=operation, status=status,
-        page_size=page_size, page_token=page_token,
+        workflow_id=workflow_id,
+        node_id=node_id,
+        operation=operation,
+        status=status,
+        page_size=page_size,
+        page_token=page_token,
     )
     return convert.to_json(convert.operations(page))
 
 
 @router.delete("/operations", summary="Delete finished audit records")
-async def delete_operations(
-    request: Request, workflow_id: str = "", node_id: str = "", before: float = 0.0
-) -> Json:
-    count = await _service(request).delete_operations(
-        workflow_id=workflow_id, node_id=node_id, before=before or None
-    )
+async def delete_operations(request: Request, workflow_id: str = "", node_id: str = "", before: float = 0.0) -> Json:
+    count = await _service(request).delete_operations(workflow_id=workflow_id, node_id=node_id, before=before or None)
     return {"deleted_count": count}
 
 

@@ -50,13 +50,9 @@ def install(app: FastAPI) -> None:
         for item in exc.errors():
             where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
             problems.append(f"{where}: {item.get('msg', 'invalid')}")
-        return JSONResponse(
-            error_body("INVALID_ARGUMENT", "; ".join(problems) or "invalid request"), status_code=422
-        )
+        return JSONResponse(error_body("INVALID_ARGUMENT", "; ".join(problems) or "invalid request"), status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error in REST handler")
-        return JSONResponse(
-            error_body("INTERNAL", f"internal error: {type(exc).__name__}: {exc}"), status_code=500
-        )
+        return JSONResponse(error_body("INTERNAL", f"internal error: {type(exc).__name__}: {exc}"), status_code=500)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from envplane.api.convert import to_json
+from envplane.api.protojson import to_json
 from envplane.cli.output import (
     console,
     emit_json,
@@ -30,7 +30,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NoWait = Annotated[bool, typer.Option("--no-wait", help="Fail at once if the env is busy.")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Deadline in seconds.")]
 Packages = Annotated[list[str] | None, typer.Option("--package", "-p", help="PEP 508 requirement (repeatable).")]
-ReqFile = Annotated[Path | None, typer.Option("--requirements", "-r", help="A requirements.txt file.", exists=True, dir_okay=False)]
+ReqFile = Annotated[
+    Path | None,
+    typer.Option("--requirements", "-r", help="A requirements.txt file.", exists=True, dir_okay=False),
+]
 
 
 def _client(timeout: float | None = None) -> EnvplaneClient:
@@ -45,8 +48,10 @@ def _show_deps_outcome(result: pb.DepsResponse, as_json: bool, verb: str) -> Non
     if as_json:
         emit_json(result)
         return
-    console.print(f"[green]{verb}[/] {ref_text(result.environment.ref)} "
-                  f"in {result.operation.duration_ms} ms (build {result.environment.build_id[:12]})")
+    console.print(
+        f"[green]{verb}[/] {ref_text(result.environment.ref)} "
+        f"in {result.operation.duration_ms} ms (build {result.environment.build_id[:12]})"
+    )
     for change in result.changes:
         old, new = change.old_version or "-", change.new_version or "-"
         console.print(f"  {change.name}: {old} -> {new}")
@@ -68,8 +73,12 @@ def create(
     """Create an environment, showing uv's progress."""
     with _client(timeout) as client:
         stream = client.create_env_stream(
-            workflow_id, node_id, version, packages=package or [],
-            requirements=_requirements(requirements), python_version=python,
+            workflow_id,
+            node_id,
+            version,
+            packages=package or [],
+            requirements=_requirements(requirements),
+            python_version=python,
         )
         final: pb.Environment | None = None
         if as_json:
@@ -134,8 +143,13 @@ def deps(workflow_id: Workflow, node_id: Node, version: Version = "", as_json: A
 
 @app.command()
 def add(
-    workflow_id: Workflow, node_id: Node, packages: Annotated[list[str], typer.Argument(help="PEP 508 requirements.")],
-    version: Version = "", no_wait: NoWait = False, as_json: AsJson = False, timeout: Timeout = None,
+    workflow_id: Workflow,
+    node_id: Node,
+    packages: Annotated[list[str], typer.Argument(help="PEP 508 requirements.")],
+    version: Version = "",
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Add dependencies (resolved, locked and installed atomically)."""
     with _client(timeout) as client:
@@ -145,9 +159,13 @@ def add(
 
 @app.command()
 def update(
-    workflow_id: Workflow, node_id: Node,
+    workflow_id: Workflow,
+    node_id: Node,
     packages: Annotated[list[str] | None, typer.Argument(help="Names or specs; none = everything.")] = None,
-    version: Version = "", no_wait: NoWait = False, as_json: AsJson = False, timeout: Timeout = None,
+    version: Version = "",
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Upgrade dependencies to the newest versions their specs allow."""
     with _client(timeout) as client:
@@ -157,8 +175,13 @@ def update(
 
 @app.command()
 def remove(
-    workflow_id: Workflow, node_id: Node, packages: Annotated[list[str], typer.Argument(help="Names to remove.")],
-    version: Version = "", no_wait: NoWait = False, as_json: AsJson = False, timeout: Timeout = None,
+    workflow_id: Workflow,
+    node_id: Node,
+    packages: Annotated[list[str], typer.Argument(help="Names to remove.")],
+    version: Version = "",
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Remove dependencies."""
     with _client(timeout) as client:
@@ -168,8 +191,12 @@ def remove(
 
 @app.command()
 def sync(
-    workflow_id: Workflow, node_id: Node, version: Version = "", no_wait: NoWait = False,
-    as_json: AsJson = False, timeout: Timeout = None,
+    workflow_id: Workflow,
+    node_id: Node,
+    version: Version = "",
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Make the venv match the lock (rebuilds a missing venv)."""
     with _client(timeout) as client:
@@ -182,8 +209,13 @@ def sync(
 
 @app.command()
 def export(
-    workflow_id: Workflow, node_id: Node, version: Version = "",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the three files into this folder.", file_okay=False)] = None,
+    workflow_id: Workflow,
+    node_id: Node,
+    version: Version = "",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the three files into this folder.", file_okay=False),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Export pyproject.toml, uv.lock and a pinned requirements.txt."""
@@ -203,8 +235,12 @@ def export(
 
 @app.command()
 def delete(
-    workflow_id: Workflow, node_id: Node, version: Version = "", no_wait: NoWait = False,
-    as_json: AsJson = False, timeout: Timeout = None,
+    workflow_id: Workflow,
+    node_id: Node,
+    version: Version = "",
+    no_wait: NoWait = False,
+    as_json: AsJson = False,
+    timeout: Timeout = None,
 ) -> None:
     """Delete an environment."""
     with _client(timeout) as client:
@@ -259,6 +295,8 @@ def watch(
                 if as_json:
                     print(json.dumps(to_json(event)), flush=True)
                 else:
-                    console.print(f"[dim]{event.cursor:>6}[/] {event.type:<32} {ref_text(event.ref)} {event.payload_json}")
+                    console.print(
+                        f"[dim]{event.cursor:>6}[/] {event.type:<32} {ref_text(event.ref)} {event.payload_json}"
+                    )
         except KeyboardInterrupt:
             return

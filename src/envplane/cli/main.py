@@ -21,8 +21,16 @@ app = typer.Typer(
 app.add_typer(env.app, name="env")
 
 # Exit codes a script can branch on, by error class.
-EXIT_CODES = {"InvalidArgument": 2, "ResolutionFailed": 2, "NotFound": 3, "AlreadyExists": 4,
-              "FailedPrecondition": 5, "EnvBusy": 5, "DeadlineExceeded": 6, "Unavailable": 7}
+EXIT_CODES = {
+    "InvalidArgument": 2,
+    "ResolutionFailed": 2,
+    "NotFound": 3,
+    "AlreadyExists": 4,
+    "FailedPrecondition": 5,
+    "EnvBusy": 5,
+    "DeadlineExceeded": 6,
+    "Unavailable": 7,
+}
 
 
 @app.command()

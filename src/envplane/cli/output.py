@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
-from envplane.api.convert import to_json
+from envplane.api.protojson import to_json
 from envplane.v1 import environments_pb2 as pb
 
 console = Console()
@@ -82,7 +82,12 @@ def operations_table(ops: Iterable[pb.Operation]) -> Table:
     table = Table("id", "environment", "operation", "status", "started", "ms", "error")
     for op in ops:
         table.add_row(
-            str(op.id), ref_text(op.ref), op.operation, op.status, when(op.started_at),
-            str(op.duration_ms), op.error.splitlines()[0] if op.error else "",
+            str(op.id),
+            ref_text(op.ref),
+            op.operation,
+            op.status,
+            when(op.started_at),
+            str(op.duration_ms),
+            op.error.splitlines()[0] if op.error else "",
         )
     return table

@@ -14,9 +14,7 @@ def env_status(name: str) -> pb.EnvStatus.ValueType:
     try:
         return pb.EnvStatus.Value(name.upper())
     except ValueError as exc:
-        raise InvalidArgument(
-            f"status {name!r} is not one of CREATING, READY, FAILED, BROKEN"
-        ) from exc
+        raise InvalidArgument(f"status {name!r} is not one of CREATING, READY, FAILED, BROKEN") from exc
 
 
 def ref(workflow_id: str, node_id: str, version_id: str = "") -> pb.EnvRef:
@@ -57,9 +55,7 @@ def deps(
     )
 
 
-def list_envs(
-    workflow_id: str, node_id: str, status: str, page_size: int, page_token: str
-) -> pb.ListEnvsRequest:
+def list_envs(workflow_id: str, node_id: str, status: str, page_size: int, page_token: str) -> pb.ListEnvsRequest:
     return pb.ListEnvsRequest(
         workflow_id=workflow_id,
         node_id=node_id,

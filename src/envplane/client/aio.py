@@ -51,8 +51,15 @@ class AsyncEnvplaneClient:
 
     # environments
     async def create_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, packages: Sequence[str] = (),
-        requirements: str = "", python_version: str = "", fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.Environment:
         request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
@@ -60,8 +67,15 @@ class AsyncEnvplaneClient:
         return result
 
     def create_env_stream(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, packages: Sequence[str] = (),
-        requirements: str = "", python_version: str = "", fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[pb.CreateEnvProgress]:
         request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
@@ -73,7 +87,12 @@ class AsyncEnvplaneClient:
         return result
 
     async def list_envs(
-        self, workflow_id: str = "", node_id: str = "", status: str = "", *, page_size: int = 0,
+        self,
+        workflow_id: str = "",
+        node_id: str = "",
+        status: str = "",
+        *,
+        page_size: int = 0,
         page_token: str = "",
     ) -> pb.ListEnvsResponse:
         request = build.list_envs(workflow_id, node_id, status, page_size, page_token)
@@ -93,7 +112,12 @@ class AsyncEnvplaneClient:
                 return
 
     async def delete_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.DeleteEnvResponse:
         request = pb.DeleteEnvRequest(ref=build.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
@@ -101,24 +125,44 @@ class AsyncEnvplaneClient:
         return result
 
     async def add_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str] = (), version_id: str = "", *,
-        requirements: str = "", fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        version_id: str = "",
+        *,
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, requirements, fail_if_busy)
         result: pb.DepsResponse = await self._call("AddDeps", request, timeout)
         return result
 
     async def update_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str] = (), version_id: str = "", *,
-        requirements: str = "", fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        version_id: str = "",
+        *,
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, requirements, fail_if_busy)
         result: pb.DepsResponse = await self._call("UpdateDeps", request, timeout)
         return result
 
     async def remove_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str], version_id: str = "", *,
-        fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str],
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, "", fail_if_busy)
         result: pb.DepsResponse = await self._call("RemoveDeps", request, timeout)
@@ -130,7 +174,12 @@ class AsyncEnvplaneClient:
         return result
 
     async def sync_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.SyncEnvResponse:
         request = pb.SyncEnvRequest(ref=build.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
@@ -150,8 +199,14 @@ class AsyncEnvplaneClient:
 
     # audit and events
     async def get_operations(
-        self, workflow_id: str = "", node_id: str = "", *, operation: str = "", status: str = "",
-        page_size: int = 0, page_token: str = "",
+        self,
+        workflow_id: str = "",
+        node_id: str = "",
+        *,
+        operation: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
     ) -> pb.GetOperationsResponse:
         request = build.operations(workflow_id, node_id, operation, status, page_size, page_token)
         result: pb.GetOperationsResponse = await self._call("GetOperations", request, None)
@@ -165,7 +220,11 @@ class AsyncEnvplaneClient:
         return result
 
     def watch_events(
-        self, after_cursor: int = 0, *, types: Sequence[str] = (), follow: bool = True,
+        self,
+        after_cursor: int = 0,
+        *,
+        types: Sequence[str] = (),
+        follow: bool = True,
         timeout: float | None = None,
     ) -> AsyncIterator[pb.Event]:
         request = pb.WatchEventsRequest(after_cursor=after_cursor, types=list(types), follow=follow)

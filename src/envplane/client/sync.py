@@ -50,8 +50,15 @@ class EnvplaneClient:
 
     # environments
     def create_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, packages: Sequence[str] = (),
-        requirements: str = "", python_version: str = "", fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.Environment:
         request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
@@ -59,8 +66,15 @@ class EnvplaneClient:
         return result
 
     def create_env_stream(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, packages: Sequence[str] = (),
-        requirements: str = "", python_version: str = "", fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> Iterator[pb.CreateEnvProgress]:
         request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
@@ -72,7 +86,12 @@ class EnvplaneClient:
         return result
 
     def list_envs(
-        self, workflow_id: str = "", node_id: str = "", status: str = "", *, page_size: int = 0,
+        self,
+        workflow_id: str = "",
+        node_id: str = "",
+        status: str = "",
+        *,
+        page_size: int = 0,
         page_token: str = "",
     ) -> pb.ListEnvsResponse:
         request = build.list_envs(workflow_id, node_id, status, page_size, page_token)
@@ -89,7 +108,12 @@ class EnvplaneClient:
                 return
 
     def delete_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.DeleteEnvResponse:
         request = pb.DeleteEnvRequest(ref=build.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
@@ -97,24 +121,44 @@ class EnvplaneClient:
         return result
 
     def add_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str] = (), version_id: str = "", *,
-        requirements: str = "", fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        version_id: str = "",
+        *,
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, requirements, fail_if_busy)
         result: pb.DepsResponse = self._call("AddDeps", request, timeout)
         return result
 
     def update_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str] = (), version_id: str = "", *,
-        requirements: str = "", fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        version_id: str = "",
+        *,
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, requirements, fail_if_busy)
         result: pb.DepsResponse = self._call("UpdateDeps", request, timeout)
         return result
 
     def remove_deps(
-        self, workflow_id: str, node_id: str, packages: Sequence[str], version_id: str = "", *,
-        fail_if_busy: bool = False, timeout: float | None = None,
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str],
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = build.deps(workflow_id, node_id, version_id, packages, "", fail_if_busy)
         result: pb.DepsResponse = self._call("RemoveDeps", request, timeout)
@@ -126,7 +170,12 @@ class EnvplaneClient:
         return result
 
     def sync_env(
-        self, workflow_id: str, node_id: str, version_id: str = "", *, fail_if_busy: bool = False,
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str = "",
+        *,
+        fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.SyncEnvResponse:
         request = pb.SyncEnvRequest(ref=build.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
@@ -146,8 +195,14 @@ class EnvplaneClient:
 
     # audit and events
     def get_operations(
-        self, workflow_id: str = "", node_id: str = "", *, operation: str = "", status: str = "",
-        page_size: int = 0, page_token: str = "",
+        self,
+        workflow_id: str = "",
+        node_id: str = "",
+        *,
+        operation: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
     ) -> pb.GetOperationsResponse:
         request = build.operations(workflow_id, node_id, operation, status, page_size, page_token)
         result: pb.GetOperationsResponse = self._call("GetOperations", request, None)
@@ -161,7 +216,11 @@ class EnvplaneClient:
         return result
 
     def watch_events(
-        self, after_cursor: int = 0, *, types: Sequence[str] = (), follow: bool = True,
+        self,
+        after_cursor: int = 0,
+        *,
+        types: Sequence[str] = (),
+        follow: bool = True,
         timeout: float | None = None,
     ) -> Iterator[pb.Event]:
         request = pb.WatchEventsRequest(after_cursor=after_cursor, types=list(types), follow=follow)

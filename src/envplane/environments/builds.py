@@ -95,9 +95,7 @@ class BuildCache:
             return []
         return sorted(p.name for p in self._layout.builds.iterdir() if p.is_dir())
 
-    async def collect(
-        self, references: Callable[[], Awaitable[set[str]]], *, dry_run: bool = False
-    ) -> list[str]:
+    async def collect(self, references: Callable[[], Awaitable[set[str]]], *, dry_run: bool = False) -> list[str]:
         """Remove builds no environment references and nobody is using; return their ids.
 
         ``references`` is asked again while each candidate's lock is held: a create that

@@ -37,9 +37,7 @@ def default_python_request(configured: str | None) -> str:
 
 def validate_python_request(value: str) -> str:
     if not _REQUEST.fullmatch(value) or "/" in value:
-        raise InvalidArgument(
-            f"python_version {value!r} is not a version request; use e.g. '3.11' or '3.11.7'"
-        )
+        raise InvalidArgument(f"python_version {value!r} is not a version request; use e.g. '3.11' or '3.11.7'")
     return value
 
 
@@ -70,8 +68,6 @@ class InterpreterFinder:
                 "(envplane does not download interpreters; install it or pick another version)",
                 detail=path_result.stderr.strip(),
             )
-        found = Interpreter(
-            os.path.realpath(path_result.stdout.strip()), version_result.stdout.strip()
-        )
+        found = Interpreter(os.path.realpath(path_result.stdout.strip()), version_result.stdout.strip())
         self._cache[request] = (time.monotonic(), found)
         return found

@@ -2,6 +2,7 @@
 
 The database holds the committed truth (see ``service.py``). At start:
 
+- uv process groups the dead daemon left running are killed first (they could still write);
 - operations still RUNNING were interrupted: they are recorded as FAILED;
 - envs still CREATING never committed: they become FAILED (with an event) and lose their folder;
 - staging folders and incomplete builds (no marker) are removed;
@@ -13,6 +14,7 @@ The database holds the committed truth (see ``service.py``). At start:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import time
@@ -38,6 +40,7 @@ INTERRUPTED = "interrupted: the daemon stopped before the operation finished"
 
 @dataclass
 class RecoveryReport:
+    orphans_killed: list[int] = field(default_factory=list)
     operations_failed: int = 0
     creates_failed: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
@@ -49,6 +52,7 @@ class RecoveryReport:
 async def recover(service: EnvironmentService) -> RecoveryReport:
     layout = service.layout
     report = RecoveryReport()
+    report.orphans_killed = service.uv.kill_orphans()
     await asyncio.to_thread(shutil.rmtree, layout.tmp, True)
     layout.create_dirs()
 
@@ -59,9 +63,7 @@ async def recover(service: EnvironmentService) -> RecoveryReport:
                 continue
             key = (record.workflow_id, record.node_id, record.version_id)
             repo.upsert_env(session, key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
-            events.append(
-                repo.add_event(session, EventType.ENVIRONMENT_CREATION_FAILED, key, {"error": INTERRUPTED})
-            )
+            events.append(repo.add_event(session, EventType.ENVIRONMENT_CREATION_FAILED, key, {"error": INTERRUPTED}))
             report.creates_failed.append(str(EnvId(*key)))
 
     await service._commit(fail_interrupted)
@@ -80,18 +82,15 @@ async def recover(service: EnvironmentService) -> RecoveryReport:
         complete = bool(record.build_id) and layout.is_complete(record.build_id)
         status = EnvStatus.READY if complete else EnvStatus.BROKEN
         if complete:
-            await asyncio.to_thread(
-                service._materialize, env, record.pyproject_toml, record.uv_lock, record.build_id
-            )
+            await asyncio.to_thread(service._materialize, env, record.pyproject_toml, record.uv_lock, record.build_id)
         else:
             await asyncio.to_thread(_write_files_only, service, env, record.pyproject_toml, record.uv_lock)
             report.broken.append(str(env))
         if status != record.status:
             error = "" if complete else f"venv build {record.build_id or '?'} is missing; run sync to rebuild it"
             key = (env.workflow_id, env.node_id, env.version_id)
-            await service.store.run(
-                lambda s, k=key, st=status, e=error: repo.upsert_env(s, k, status=st, error=e, updated_at=time.time())
-            )
+            update = functools.partial(repo.upsert_env, key=key, status=status, error=error, updated_at=time.time())
+            await service.store.run(update)
         report.restored.append(str(env))
 
     for env in layout.project_dirs_on_disk():

@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 
 from envplane.config import Settings
 from envplane.environments import project as proj
-from envplane.environments.recovery import RecoveryReport, recover
 from envplane.environments.builds import BuildCache, build_id_for, read_python_version
 from envplane.environments.identity import EnvId
 from envplane.environments.interpreters import (
@@ -49,6 +48,7 @@ from envplane.environments.layout import (
     write_atomic,
 )
 from envplane.environments.locks import KeyedLocks
+from envplane.environments.recovery import RecoveryReport, recover
 from envplane.environments.specs import collect_specs, parse_spec, spec_hash
 from envplane.environments.uv import LineCallback, UvResult, UvRunner
 from envplane.environments.views import (
@@ -171,9 +171,7 @@ class EnvironmentService:
         allowed = {EnvStatus.READY, EnvStatus.BROKEN} if allow_broken else {EnvStatus.READY}
         if record.status not in allowed:
             hint = " (run sync to rebuild it)" if record.status == EnvStatus.BROKEN else ""
-            raise FailedPrecondition(
-                f"cannot {operation} environment {env}: its status is {record.status}{hint}"
-            )
+            raise FailedPrecondition(f"cannot {operation} environment {env}: its status is {record.status}{hint}")
         return record
 
     async def _interpreter_of(self, record: EnvRecord, deadline: float | None) -> Interpreter:
@@ -262,9 +260,7 @@ class EnvironmentService:
             if log:
                 staged.log.append(UvResult(("sync",), 0, "", log, 0.0))
             try:
-                await asyncio.to_thread(
-                    self._materialize, env, staged.pyproject, staged.lock, staged.build_id
-                )
+                await asyncio.to_thread(self._materialize, env, staged.pyproject, staged.lock, staged.build_id)
                 return await self._commit(commit)
             except BaseException:
                 if restore is not None and restore.build_id:
@@ -319,9 +315,7 @@ class EnvironmentService:
         on_progress: ProgressCallback | None = None,
     ) -> EnvView:
         progress = on_progress or _no_progress
-        specs = collect_specs(
-            packages, requirements, allow_direct_references=self.settings.allow_direct_references
-        )
+        specs = collect_specs(packages, requirements, allow_direct_references=self.settings.allow_direct_references)
         request = python_version or default_python_request(self.settings.default_python)
         await progress(Progress("validate", f"creating {env} with {len(specs)} package(s), python {request}"))
         key = _key(env)
@@ -353,9 +347,7 @@ class EnvironmentService:
                     updated_at=now,
                     last_used_at=now,
                 )
-                events.append(
-                    repo.add_event(session, EventType.ENVIRONMENT_CREATION_STARTED, key, details)
-                )
+                events.append(repo.add_event(session, EventType.ENVIRONMENT_CREATION_STARTED, key, details))
                 return repo.start_operation(session, key, "create", details)
 
             op_id = await self._commit(begin)
@@ -469,7 +461,7 @@ class EnvironmentService:
     async def status(self, env: EnvId) -> EnvView:
         return self._view(env, await self._record(env))
 
-    async def list(
+    async def list_envs(
         self,
         *,
         workflow_id: str = "",
@@ -479,9 +471,7 @@ class EnvironmentService:
         page_token: str = "",
     ) -> Page[EnvView]:
         if status and status not in EnvStatus.__members__:
-            raise InvalidArgument(
-                f"status {status!r} is not one of {', '.join(EnvStatus.__members__)}"
-            )
+            raise InvalidArgument(f"status {status!r} is not one of {', '.join(EnvStatus.__members__)}")
         offset, limit = resolve_window(
             page_size,
             page_token,
@@ -493,16 +483,12 @@ class EnvironmentService:
                 s, workflow_id=workflow_id, node_id=node_id, status=status, offset=offset, limit=limit
             )
         )
-        views = [
-            self._view(EnvId(r.workflow_id, r.node_id, r.version_id), r) for r in records
-        ]
+        views = [self._view(EnvId(r.workflow_id, r.node_id, r.version_id), r) for r in records]
         return make_page(views, total, offset, limit)
 
     async def list_deps(self, env: EnvId) -> DepsView:
         record = await self._record(env)
-        return DepsView(
-            env, proj.declared_dependencies(record.pyproject_toml), proj.locked_packages(record.uv_lock)
-        )
+        return DepsView(env, proj.declared_dependencies(record.pyproject_toml), proj.locked_packages(record.uv_lock))
 
     async def export(self, env: EnvId, *, deadline: float | None = None) -> ExportView:
         record = await self._ready_record(env, "export", allow_broken=True)
@@ -522,9 +508,7 @@ class EnvironmentService:
                 deadline=deadline,
             )
         if not result.ok:
-            raise InternalError(
-                f"uv export failed (exit code {result.exit_code})", detail=result.stderr.strip()
-            )
+            raise InternalError(f"uv export failed (exit code {result.exit_code})", detail=result.stderr.strip())
         await self._touch(env)
         return ExportView(env, record.pyproject_toml, record.uv_lock, result.stdout)
 
@@ -543,18 +527,14 @@ class EnvironmentService:
         deadline: float | None = None,
         fail_if_busy: bool = False,
     ) -> OperationOutcome:
-        specs = collect_specs(
-            packages, requirements, allow_direct_references=self.settings.allow_direct_references
-        )
+        specs = collect_specs(packages, requirements, allow_direct_references=self.settings.allow_direct_references)
         if not specs:
             raise InvalidArgument("packages: give at least one package to add")
 
         def command(record: EnvRecord, interpreter: Interpreter) -> list[list[str]]:
             return [["add", "--no-sync", "--python", interpreter.path, *self.uv.index_flags(), *map(str, specs)]]
 
-        return await self._change(
-            env, "add", EventType.DEPENDENCIES_ADDED, specs, command, deadline, fail_if_busy
-        )
+        return await self._change(env, "add", EventType.DEPENDENCIES_ADDED, specs, command, deadline, fail_if_busy)
 
     async def update_deps(
         self,
@@ -569,9 +549,7 @@ class EnvironmentService:
 
         A name with a version constraint (``alpha>=2``) also replaces the declared spec.
         """
-        specs = collect_specs(
-            packages, requirements, allow_direct_references=self.settings.allow_direct_references
-        )
+        specs = collect_specs(packages, requirements, allow_direct_references=self.settings.allow_direct_references)
 
         def command(record: EnvRecord, interpreter: Interpreter) -> list[list[str]]:
             declared = proj.declared_names(record.pyproject_toml)
@@ -580,8 +558,7 @@ class EnvironmentService:
                 name = canonicalize_name(spec.name)
                 if name not in declared and name not in locked:
                     raise NotFound(
-                        f"packages: {spec.name!r} is not a dependency of environment {env}; "
-                        "use add to add it"
+                        f"packages: {spec.name!r} is not a dependency of environment {env}; use add to add it"
                     )
             upgrades = [a for s in specs for a in ("--upgrade-package", s.name)] or ["--upgrade"]
             base = ["--python", interpreter.path, *self.uv.index_flags(), *upgrades]
@@ -590,9 +567,7 @@ class EnvironmentService:
                 return [["add", "--no-sync", *base, *constrained]]
             return [["lock", *base]]
 
-        return await self._change(
-            env, "update", EventType.DEPENDENCIES_UPDATED, specs, command, deadline, fail_if_busy
-        )
+        return await self._change(env, "update", EventType.DEPENDENCIES_UPDATED, specs, command, deadline, fail_if_busy)
 
     async def remove_deps(
         self,
@@ -619,11 +594,18 @@ class EnvironmentService:
                     f"packages: {', '.join(map(repr, missing))} "
                     f"{'is' if len(missing) == 1 else 'are'} not declared in environment {env}"
                 )
-            return [["remove", "--no-sync", "--python", interpreter.path, *self.uv.index_flags(), *(n.name for n in names)]]
+            return [
+                [
+                    "remove",
+                    "--no-sync",
+                    "--python",
+                    interpreter.path,
+                    *self.uv.index_flags(),
+                    *(n.name for n in names),
+                ]
+            ]
 
-        return await self._change(
-            env, "remove", EventType.DEPENDENCIES_REMOVED, names, command, deadline, fail_if_busy
-        )
+        return await self._change(env, "remove", EventType.DEPENDENCIES_REMOVED, names, command, deadline, fail_if_busy)
 
     async def _change(
         self,
@@ -699,9 +681,7 @@ class EnvironmentService:
 
     # ------------------------------------------------------------------ sync
 
-    async def sync(
-        self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
-    ) -> OperationOutcome:
+    async def sync(self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False) -> OperationOutcome:
         """Make the venv match the committed lock: rebuild a missing build, repair a tampered one."""
         key = _key(env)
         async with self.env_locks.hold(
@@ -720,9 +700,7 @@ class EnvironmentService:
                         build_id, staging, interpreter.path, deadline=deadline, repair=True
                     )
                     log.append(UvResult(("sync",), 0, "", text, 0.0))
-                    await asyncio.to_thread(
-                        self._materialize, env, before.pyproject_toml, before.uv_lock, build_id
-                    )
+                    await asyncio.to_thread(self._materialize, env, before.pyproject_toml, before.uv_lock, build_id)
 
                     def commit(session: Session, events: list[EventRecord]) -> tuple[EnvRecord, OperationRecord]:
                         now = time.time()
@@ -737,12 +715,18 @@ class EnvironmentService:
                             last_used_at=now,
                         )
                         op = repo.finish_operation(
-                            session, op_id, status=OpStatus.SUCCEEDED, stderr=text, exit_code=0,
+                            session,
+                            op_id,
+                            status=OpStatus.SUCCEEDED,
+                            stderr=text,
+                            exit_code=0,
                             details={"build_id": build_id, "was": before.status},
                         )
                         events.append(
                             repo.add_event(
-                                session, EventType.ENVIRONMENT_SYNCED, key,
+                                session,
+                                EventType.ENVIRONMENT_SYNCED,
+                                key,
                                 {"build_id": build_id, "was": before.status},
                             )
                         )
@@ -759,9 +743,7 @@ class EnvironmentService:
 
     # ------------------------------------------------------------------ delete and cleanup
 
-    async def delete(
-        self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
-    ) -> OperationRecord:
+    async def delete(self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False) -> OperationRecord:
         key = _key(env)
         async with self.env_locks.hold(
             env, holder="delete", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
@@ -772,9 +754,7 @@ class EnvironmentService:
                 op_id = repo.start_operation(session, key, "delete", {"status": record.status})
                 repo.delete_env(session, key)
                 events.append(
-                    repo.add_event(
-                        session, EventType.ENVIRONMENT_DELETED, key, {"build_id": record.build_id}
-                    )
+                    repo.add_event(session, EventType.ENVIRONMENT_DELETED, key, {"build_id": record.build_id})
                 )
                 return repo.finish_operation(session, op_id, status=OpStatus.SUCCEEDED, exit_code=0)
 
@@ -788,8 +768,7 @@ class EnvironmentService:
         """Delete envs unused for ``idle_hours`` (busy ones are skipped) and unreferenced builds."""
         if not idle_hours > 0:
             raise InvalidArgument(
-                f"idle_hours must be greater than 0, got {idle_hours} "
-                "(0 would delete every environment)"
+                f"idle_hours must be greater than 0, got {idle_hours} (0 would delete every environment)"
             )
         checked_at = time.time()
         cutoff = checked_at - idle_hours * 3600
@@ -819,9 +798,7 @@ class EnvironmentService:
 
         def commit(session: Session, events: list[EventRecord]) -> OperationRecord:
             op_id = repo.start_operation(session, ("", "", ""), "cleanup", payload)
-            events.append(
-                repo.add_event(session, EventType.ENVIRONMENT_CLEANUP_COMPLETED, ("", "", ""), payload)
-            )
+            events.append(repo.add_event(session, EventType.ENVIRONMENT_CLEANUP_COMPLETED, ("", "", ""), payload))
             return repo.finish_operation(session, op_id, status=OpStatus.SUCCEEDED, exit_code=0)
 
         op = await self._commit(commit)
@@ -863,17 +840,13 @@ class EnvironmentService:
         )
         return make_page(records, total, offset, limit)
 
-    async def delete_operations(
-        self, *, workflow_id: str = "", node_id: str = "", before: float | None = None
-    ) -> int:
+    async def delete_operations(self, *, workflow_id: str = "", node_id: str = "", before: float | None = None) -> int:
         """Delete finished audit records matching the filter (RUNNING ones are kept)."""
         return await self.store.run(
             lambda s: repo.delete_operations(s, workflow_id=workflow_id, node_id=node_id, before=before)
         )
 
-    def watch(
-        self, after: int = 0, *, types: Sequence[str] = (), follow: bool = True
-    ) -> AsyncIterator[EventRecord]:
+    def watch(self, after: int = 0, *, types: Sequence[str] = (), follow: bool = True) -> AsyncIterator[EventRecord]:
         if after < 0:
             raise InvalidArgument(f"after_cursor must be >= 0, got {after}")
         unknown = [t for t in types if t not in {e.value for e in EventType}]

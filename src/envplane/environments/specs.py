@@ -59,9 +59,7 @@ def parse_spec(field: str, text: str, *, allow_direct_references: bool = False) 
     return requirement
 
 
-def parse_requirements_text(
-    field: str, text: str, *, allow_direct_references: bool = False
-) -> list[Requirement]:
+def parse_requirements_text(field: str, text: str, *, allow_direct_references: bool = False) -> list[Requirement]:
     """Parse requirements.txt content: one requirement per line, ``#`` comments, ``\\`` joins.
 
     Lines with options (``-r``, ``-e``, ``--index-url``…) are refused, not ignored, so a user
@@ -75,9 +73,7 @@ def parse_requirements_text(
         line = raw.split(" #", 1)[0].split("\t#", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
-        out.append(
-            parse_spec(f"{field} line {number}", line, allow_direct_references=allow_direct_references)
-        )
+        out.append(parse_spec(f"{field} line {number}", line, allow_direct_references=allow_direct_references))
     return out
 
 
@@ -105,8 +101,7 @@ def collect_specs(
         name = canonicalize_name(spec.name)
         if name in seen and seen[name] != str(spec):
             raise InvalidArgument(
-                f"package {spec.name!r} is given twice with different specs: "
-                f"{seen[name]!r} and {str(spec)!r}"
+                f"package {spec.name!r} is given twice with different specs: {seen[name]!r} and {str(spec)!r}"
             )
         seen[name] = str(spec)
     return [Requirement(s) for s in dict.fromkeys(seen.values())]

@@ -3,7 +3,9 @@
 Every uv invocation goes through :class:`UvRunner` so that (a) a global semaphore bounds how
 many uv processes run at once, (b) package sources come from settings as explicit flags
 (uv has no environment variable for ``--no-index``), (c) interpreter downloads are off, and
-(d) a cancelled request kills uv's whole process group instead of leaving it running.
+(d) a cancelled request kills uv's whole process group instead of leaving it running, and
+(e) each running group is recorded under ``<data_dir>/run/`` so that, after a ``kill -9`` of the
+daemon, the next start can kill what the dead daemon left running (``kill_orphans``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class UvRunner:
     def __init__(self, settings: Settings) -> None:
         self.binary = find_uv_binary(settings.uv_bin)
         self._settings = settings
+        self.run_dir = settings.data_dir / "run"
         self._slots = asyncio.Semaphore(settings.max_concurrent_uv)
         self._running = 0
         self.started_total = 0
@@ -135,6 +138,7 @@ class UvRunner:
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
             )
+            marker = self._record_group(proc.pid)
             try:
                 assert proc.stdout is not None and proc.stderr is not None
                 out_task = asyncio.ensure_future(proc.stdout.read())
@@ -151,10 +155,28 @@ class UvRunner:
                 self._running -= 1
                 if proc.returncode is None:
                     await _kill_group(proc)
+                marker.unlink(missing_ok=True)
         assert proc.returncode is not None
-        return UvResult(
-            tuple(args), proc.returncode, _clip(stdout), _clip(stderr), time.monotonic() - started
-        )
+        return UvResult(tuple(args), proc.returncode, _clip(stdout), _clip(stderr), time.monotonic() - started)
+
+    def _record_group(self, pgid: int) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.run_dir / f"uv-{pgid}"
+        marker.write_text(f"{pgid}\n")
+        return marker
+
+    def kill_orphans(self) -> list[int]:
+        """Kill the uv process groups a previous daemon recorded and did not reap."""
+        killed: list[int] = []
+        if not self.run_dir.is_dir():
+            return killed
+        for marker in self.run_dir.glob("uv-*"):
+            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+                pgid = int(marker.name.removeprefix("uv-"))
+                os.killpg(pgid, signal.SIGKILL)
+                killed.append(pgid)
+            marker.unlink(missing_ok=True)
+        return killed
 
     @staticmethod
     async def _read_lines(stream: asyncio.StreamReader, on_line: LineCallback | None) -> bytes:

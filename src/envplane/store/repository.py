@@ -80,9 +80,7 @@ def list_envs(
         query = query.where(EnvironmentRow.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(
-            EnvironmentRow.workflow_id, EnvironmentRow.node_id, EnvironmentRow.version_id
-        )
+        query.order_by(EnvironmentRow.workflow_id, EnvironmentRow.node_id, EnvironmentRow.version_id)
         .offset(offset)
         .limit(limit)
     ).all()
@@ -90,10 +88,8 @@ def list_envs(
 
 
 def env_status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(EnvironmentRow.status, func.count()).group_by(EnvironmentRow.status)
-    ).all()
-    return {status: int(count) for status, count in rows}
+    rows = session.execute(select(EnvironmentRow.status, func.count()).group_by(EnvironmentRow.status)).all()
+    return {status: count for status, count in rows}
 
 
 def all_envs(session: Session) -> list[EnvRecord]:
@@ -135,11 +131,7 @@ def get_resolution(session: Session, spec_hash: str) -> tuple[str, str] | None:
 def put_resolution(session: Session, spec_hash: str, pyproject: str, lock: str) -> None:
     row = session.get(ResolutionRow, spec_hash)
     if row is None:
-        session.add(
-            ResolutionRow(
-                spec_hash=spec_hash, pyproject_toml=pyproject, uv_lock=lock, created_at=time.time()
-            )
-        )
+        session.add(ResolutionRow(spec_hash=spec_hash, pyproject_toml=pyproject, uv_lock=lock, created_at=time.time()))
     else:
         row.pyproject_toml, row.uv_lock = pyproject, lock
 
@@ -178,7 +170,7 @@ def finish_operation(
     now = time.time()
     row.status = status
     row.finished_at = now
-    row.duration_ms = int(round((now - row.started_at) * 1000))
+    row.duration_ms = round((now - row.started_at) * 1000)
     row.stdout, row.stderr, row.exit_code, row.error = stdout, stderr, exit_code, error
     if details:
         row.details = {**(row.details or {}), **details}
@@ -213,9 +205,7 @@ def list_operations(
     offset: int = 0,
     limit: int = 50,
 ) -> tuple[list[OperationRecord], int]:
-    query = _operation_filter(
-        select(OperationRow), workflow_id, node_id, version_id, operation, status
-    )
+    query = _operation_filter(select(OperationRow), workflow_id, node_id, version_id, operation, status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(OperationRow.id.desc()).offset(offset).limit(limit)).all()
     return [operation_record(r) for r in rows], total
@@ -224,9 +214,9 @@ def list_operations(
 def delete_operations(
     session: Session, *, workflow_id: str = "", node_id: str = "", before: float | None = None
 ) -> int:
-    statement = _operation_filter(
-        delete(OperationRow), workflow_id, node_id, None, "", ""
-    ).where(OperationRow.status != "RUNNING")
+    statement = _operation_filter(delete(OperationRow), workflow_id, node_id, None, "", "").where(
+        OperationRow.status != "RUNNING"
+    )
     if before is not None:
         statement = statement.where(OperationRow.started_at < before)
     result = session.execute(statement)
@@ -255,9 +245,7 @@ def add_event(session: Session, type_: str, key: Key, payload: dict[str, Any]) -
     return event_record(row)
 
 
-def events_after(
-    session: Session, cursor: int, *, limit: int = 500, types: Sequence[str] = ()
-) -> list[EventRecord]:
+def events_after(session: Session, *, cursor: int, limit: int = 500, types: Sequence[str] = ()) -> list[EventRecord]:
     query = select(EventRow).where(EventRow.id > cursor)
     if types:
         query = query.where(EventRow.type.in_(list(types)))

@@ -1,0 +1,74 @@
+"""The `envplane` command against a real daemon, as a user (or a script with --json) runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.daemons import ThreadDaemon
+
+
+def envplane(daemon: ThreadDaemon | None, *args: str, addr: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ENVPLANE_GRPC_ADDR": addr or (daemon.grpc_addr if daemon else ""), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "envplane", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_env_commands_end_to_end(daemon: ThreadDaemon, wf: str, tmp_path: Path) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("alpha<2\n")
+    created = envplane(
+        daemon, "env", "create", wf, "rag", "-p", "gamma==0.1.0", "-r", str(requirements), "--python", "3.11"
+    )
+    assert created.returncode == 0, created.stderr
+    assert f"created {wf}/rag" in created.stdout and "READY" in created.stdout
+
+    listed = envplane(daemon, "env", "list", "--workflow", wf, "--json")
+    assert [e["ref"]["node_id"] for e in json.loads(listed.stdout)] == ["rag"]
+
+    added = envplane(daemon, "env", "add", wf, "rag", "delta")
+    assert added.returncode == 0 and "delta: - -> 3.0.0" in added.stdout
+
+    updated = envplane(daemon, "env", "update", wf, "rag", "gamma>=0.2")
+    assert "gamma: 0.1.0 -> 0.2.0" in updated.stdout
+
+    deps = json.loads(envplane(daemon, "env", "deps", wf, "rag", "--json").stdout)
+    assert {p["name"]: p["version"] for p in deps["locked"]}["gamma"] == "0.2.0"
+
+    removed = envplane(daemon, "env", "remove", wf, "rag", "delta")
+    assert removed.returncode == 0 and "delta: 3.0.0 -> -" in removed.stdout
+
+    assert "synced" in envplane(daemon, "env", "sync", wf, "rag").stdout
+    exported = envplane(daemon, "env", "export", wf, "rag", "-o", str(tmp_path / "out"))
+    assert exported.returncode == 0
+    assert "alpha==1.1.0" in (tmp_path / "out" / "requirements.txt").read_text()
+    assert (tmp_path / "out" / "uv.lock").is_file()
+
+    status = json.loads(envplane(daemon, "env", "status", wf, "rag", "--json").stdout)
+    assert status["status"] == "READY"
+
+    ops = json.loads(envplane(daemon, "env", "ops", "--workflow", wf, "--json").stdout)
+    assert [o["operation"] for o in ops["operations"]][:2] == ["sync", "remove"]
+
+    events = envplane(daemon, "env", "watch", "--no-follow", "--json", "--type", "DependenciesAdded")
+    assert any(json.loads(line)["ref"]["workflow_id"] == wf for line in events.stdout.splitlines())
+
+    cleanup = envplane(daemon, "env", "cleanup", "--idle-hours", "1000", "--dry-run")
+    assert "would remove 0 environment(s)" in cleanup.stdout
+
+    assert "deleted" in envplane(daemon, "env", "delete", wf, "rag").stdout
+
+
+def test_errors_have_messages_and_exit_codes(daemon: ThreadDaemon, wf: str) -> None:
+    missing = envplane(daemon, "env", "status", wf, "nope")
+    assert missing.returncode == 3 and f"environment {wf}/nope does not exist" in missing.stderr
+    bad = envplane(daemon, "env", "create", wf, "x", "-p", "--index-url=http://evil")
+    assert bad.returncode == 2 and "command-line option" in bad.stderr
+    unresolvable = envplane(daemon, "env", "create", wf, "y", "-p", "broken")
+    assert unresolvable.returncode == 2 and "No solution found" in unresolvable.stderr
+    down = envplane(None, "env", "list", addr="127.0.0.1:1")
+    assert down.returncode == 7 and "cannot reach the envplane daemon" in down.stderr

@@ -1,0 +1,176 @@
+"""kill -9 the daemon in the middle of operations, restart it, and check it tells the truth."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from envplane import errors
+from envplane.client import EnvplaneClient
+from envplane.v1 import environments_pb2 as pb
+from tests.support.daemons import ProcessDaemon
+from tests.support.envcheck import importable, snapshot, version_in_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def process_daemon(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> ProcessDaemon:
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {
+        "ENVPLANE_DATA_DIR": str(data),
+        "ENVPLANE_GRPC_ADDR": "127.0.0.1:0",
+        "ENVPLANE_HTTP_ADDR": "127.0.0.1:0",
+        "ENVPLANE_NO_INDEX": "true",
+        "ENVPLANE_FIND_LINKS": str(wheelhouse),
+        "ENVPLANE_UV_CACHE_DIR": str(uv_cache),
+        "ENVPLANE_DEFAULT_PYTHON": "3.11",
+        "ENVPLANE_LOG_LEVEL": "warning",
+    }
+    return ProcessDaemon(env, data)
+
+
+def _in_background(call: Callable[[], object]) -> threading.Thread:
+    def run() -> None:
+        try:
+            call()
+        except errors.EnvplaneError:
+            pass  # the daemon dies under the call: Unavailable/Internal is expected
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _wait_for_running(client: EnvplaneClient, operation: str) -> None:
+    for _ in range(500):
+        ops = client.get_operations(status="RUNNING").operations
+        if any(o.operation == operation for o in ops):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {operation} operation started")
+
+
+def _uv_children_gone(data_dir: Path) -> bool:
+    """No process is left working in the data dir (uv is killed with its group)."""
+    for _ in range(100):
+        busy = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            if "uv" in cmd and cwd.startswith(str(data_dir)):
+                busy.append(pid)
+        if not busy:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_kill9_mid_create_then_restart(process_daemon: ProcessDaemon, slow_package: Callable[[float], str]) -> None:
+    daemon = process_daemon.start()
+    slow = slow_package(20.0)
+    with EnvplaneClient(daemon.grpc_addr, timeout=120) as client:
+        client.create_env("wf", "ok", packages=["alpha<2"])
+        _in_background(lambda: client.create_env("wf", "victim", packages=[slow]))
+        _wait_for_running(client, "create")
+        assert client.get_env("wf", "victim").status == pb.CREATING
+    daemon.kill9()
+    assert any(daemon.data_dir.joinpath("tmp").iterdir()), "the create was staging in tmp/"
+    orphans = list(daemon.data_dir.joinpath("run").glob("uv-*"))
+    assert orphans, "the running uv group was recorded"
+    assert Path(f"/proc/{orphans[0].name.removeprefix('uv-')}").exists(), "uv outlived the daemon"
+    daemon.start()
+    assert _uv_children_gone(daemon.data_dir), "the restart killed the dead daemon's uv"
+    assert not list(daemon.data_dir.joinpath("run").glob("uv-*"))
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
+        victim = client.get_env("wf", "victim")
+        assert victim.status == pb.FAILED and "interrupted" in victim.error
+        assert not victim.has_pyproject and not victim.has_venv
+        assert not Path(victim.env_path).exists()
+        ok = client.get_env("wf", "ok")
+        assert ok.status == pb.READY and version_in_env(ok.python_executable, "alpha") == "1.1.0"
+        failed = client.get_operations(status="FAILED").operations
+        assert [(o.operation, o.ref.node_id) for o in failed] == [("create", "victim")]
+        assert "interrupted" in failed[0].error and failed[0].finished_at > 0
+        assert client.get_operations(status="RUNNING").total == 0
+        assert not any(daemon.data_dir.joinpath("tmp").iterdir()), "staging removed at start-up"
+        events = [e.type for e in client.watch_events(0, follow=False) if e.ref.node_id == "victim"]
+        assert events == ["EnvironmentCreationStarted", "EnvironmentCreationFailed"]
+        again = client.create_env("wf", "victim", packages=["gamma"])
+        assert again.status == pb.READY
+    assert daemon.stop() == 0
+
+
+def test_kill9_mid_add_keeps_the_previous_state(
+    process_daemon: ProcessDaemon, slow_package: Callable[[float], str]
+) -> None:
+    daemon = process_daemon.start()
+    slow = slow_package(20.0)
+    with EnvplaneClient(daemon.grpc_addr, timeout=120) as client:
+        env = client.create_env("wf", "n", packages=["alpha<2"])
+        before = snapshot(env.env_path)
+        _in_background(lambda: client.add_deps("wf", "n", [slow]))
+        _wait_for_running(client, "add")
+    daemon.kill9()
+    daemon.start()
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
+        after = client.get_env("wf", "n")
+        assert after.status == pb.READY and list(after.dependencies) == ["alpha<2"]
+        assert snapshot(after.env_path) == before
+        assert version_in_env(after.python_executable, "alpha") == "1.1.0"
+        assert not importable(after.python_executable, slow)
+        op = client.get_operations(operation="add").operations[0]
+        assert op.status == "FAILED" and "interrupted" in op.error
+        builds = sorted(p.name for p in daemon.data_dir.joinpath("builds").iterdir())
+        assert builds == [after.build_id], "only the referenced build is kept"
+        added = client.add_deps("wf", "n", ["gamma"])
+        assert added.environment.status == pb.READY
+    daemon.stop()
+
+
+def test_restart_repairs_disk_drift(process_daemon: ProcessDaemon) -> None:
+    """What a crash between file writes could leave: each kind of drift is put right."""
+    daemon = process_daemon.start()
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
+        good = client.create_env("wf", "good", packages=["alpha<2"])
+        gone = client.create_env("wf", "gone", packages=["gamma"])
+    daemon.stop()
+    data = daemon.data_dir
+    expected = snapshot(good.env_path)
+    Path(good.env_path, "uv.lock").write_text("half-written")
+    os.unlink(Path(good.env_path, ".venv"))
+    (data / "projects" / "wf" / "orphan" / "_").mkdir(parents=True)
+    (data / "builds" / "deadbeef").mkdir()  # a build that never completed
+    import shutil
+
+    shutil.rmtree(data / "builds" / gone.build_id)
+    daemon.start()
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
+        repaired = client.get_env("wf", "good")
+        assert repaired.status == pb.READY and snapshot(repaired.env_path) == expected
+        broken = client.get_env("wf", "gone")
+        assert broken.status == pb.BROKEN and "run sync" in broken.error
+        assert broken.has_pyproject and broken.has_uv_lock and not broken.has_venv
+        assert not (data / "projects" / "wf" / "orphan").exists()
+        assert not (data / "builds" / "deadbeef").exists()
+        assert client.sync_env("wf", "gone").environment.status == pb.READY
+        assert version_in_env(broken.python_executable, "gamma") == "0.2.0"
+    daemon.stop()
+
+
+def test_sigterm_stops_cleanly(process_daemon: ProcessDaemon) -> None:
+    daemon = process_daemon.start()
+    assert daemon.stop() == 0
+    assert "envplane stopped" in daemon.log() or daemon.proc.returncode == 0  # type: ignore[union-attr]
+    assert not (daemon.data_dir / "daemon.json").exists()
