@@ -81,6 +81,7 @@ def make_settings(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> Callable[
 @pytest.fixture
 async def make_service(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
     stores: list[Store] = []
+    services: list[EnvironmentService] = []
 
     async def make(**overrides: Any) -> EnvironmentService:
         settings = make_settings(**overrides)
@@ -89,9 +90,12 @@ async def make_service(make_settings: Callable[..., Settings]) -> AsyncIterator[
         stores.append(store)
         service = EnvironmentService(settings, store, EventBus(store))
         await service.start()
+        services.append(service)
         return service
 
     yield make
+    for service in services:
+        await service.close()
     for store in stores:
         store.close()
 

@@ -130,6 +130,7 @@ class Daemon:
         self.http.should_exit = True
         self.bus.close()
         await self.grpc.stop(grace)
+        await self.service.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.http_task, timeout=grace + 1)
         self.store.close()

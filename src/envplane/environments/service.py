@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -77,6 +78,7 @@ from envplane.store import EnvRecord, EventRecord, OperationRecord, Store
 from envplane.store import repository as repo
 
 T = TypeVar("T")
+logger = logging.getLogger("envplane.environments")
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 
@@ -121,9 +123,26 @@ class EnvironmentService:
         self.metrics.bind(uv_running=lambda: self.uv.running, watchers=lambda: self.bus.watchers)
 
     async def start(self) -> RecoveryReport:
-        """Create the folders and reconcile disk with the database (see ``recovery.py``)."""
+        """Create the folders, reconcile disk with the database (see ``recovery.py``) and
+        start looking up the default interpreter, so the first create does not pay for it."""
         await asyncio.to_thread(self.layout.create_dirs)
-        return await recover(self)
+        report = await recover(self)
+        self._warmup = asyncio.ensure_future(self._warm_default_interpreter())
+        return report
+
+    async def _warm_default_interpreter(self) -> None:
+        try:
+            await self.interpreters.find(default_python_request(self.settings.default_python))
+        except EnvplaneError as exc:  # reported again, with context, to whoever asks for it
+            logger.warning("default python is not available: %s", exc.message)
+
+    async def close(self) -> None:
+        """Stop background work owned by the service (daemon shutdown)."""
+        warmup = getattr(self, "_warmup", None)
+        if warmup is not None and not warmup.done():
+            warmup.cancel()
+            with contextlib.suppress(BaseException):
+                await warmup
 
     # ------------------------------------------------------------------ plumbing
 
