@@ -91,8 +91,11 @@ def main() -> None:
     cache = root / "uv-cache"
     results: dict[str, float] = {}
     try:
-        print(f"uv {subprocess.check_output([UV, '--version'], text=True).split()[1]}, python {PYTHON}, "
-              f"{os.cpu_count()} cores; warming the uv cache...", flush=True)
+        print(
+            f"uv {subprocess.check_output([UV, '--version'], text=True).split()[1]}, python {PYTHON}, "
+            f"{os.cpu_count()} cores; warming the uv cache...",
+            flush=True,
+        )
         raw_uv_create(root / "warm", PACKAGES_A + POOL, cache)
 
         # (a) one create, median of --repeat, alternating sides
@@ -115,17 +118,14 @@ def main() -> None:
                 # (b) identical spec: the lock and the build are reused
                 client.create_env("bench", "b0", packages=PACKAGES_A)
                 second = [
-                    timed(lambda n=n: client.create_env("bench", f"b{n}", packages=PACKAGES_A))
-                    for n in range(1, 11)
+                    timed(lambda n=n: client.create_env("bench", f"b{n}", packages=PACKAGES_A)) for n in range(1, 11)
                 ]
                 results["b_identical_spec_ms"] = statistics.median(second) * 1000
 
                 # (c) 20 different specs at once vs one after another with raw uv
                 with ThreadPoolExecutor(max_workers=20) as pool:
                     start = time.perf_counter()
-                    envs = list(pool.map(
-                        lambda i: client.create_env("bench", f"c{i}", packages=SPECS_C[i]), range(20)
-                    ))
+                    envs = list(pool.map(lambda i: client.create_env("bench", f"c{i}", packages=SPECS_C[i]), range(20)))
                     results["c_envplane_concurrent_s"] = time.perf_counter() - start
                 assert all(e.status == 2 for e in envs)
         finally:
@@ -138,12 +138,16 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print()
-    print(f"(a) create {', '.join(PACKAGES_A)}: envplane {results['a_envplane_s']*1000:.0f} ms, "
-          f"raw uv {results['a_raw_uv_s']*1000:.0f} ms, ratio {results['a_ratio']:.2f}x (target <= 1.10x)")
+    print(
+        f"(a) create {', '.join(PACKAGES_A)}: envplane {results['a_envplane_s'] * 1000:.0f} ms, "
+        f"raw uv {results['a_raw_uv_s'] * 1000:.0f} ms, ratio {results['a_ratio']:.2f}x (target <= 1.10x)"
+    )
     print(f"(b) second env, identical spec: {results['b_identical_spec_ms']:.1f} ms (target <= 30 ms)")
-    print(f"(c) 20 different specs: envplane concurrent {results['c_envplane_concurrent_s']:.2f} s, "
-          f"raw uv sequential {results['c_raw_uv_sequential_s']:.2f} s, "
-          f"envplane {results['c_speedup']:.2f}x faster (target >= 1.5x)")
+    print(
+        f"(c) 20 different specs: envplane concurrent {results['c_envplane_concurrent_s']:.2f} s, "
+        f"raw uv sequential {results['c_raw_uv_sequential_s']:.2f} s, "
+        f"envplane {results['c_speedup']:.2f}x faster (target >= 1.5x)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -4,12 +4,15 @@ real daemons on loopback ports."""
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from envplane.config import Settings
 from envplane.environments import EnvironmentService
@@ -59,10 +62,34 @@ def uv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("uv-cache")
 
 
+POSTGRES_ADMIN_URL = os.environ.get("ENVPLANE_TEST_POSTGRES_URL", "")
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)] if POSTGRES_ADMIN_URL else ["sqlite"]
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (SQLite in the data dir) and, when ENVPLANE_TEST_POSTGRES_URL names a server,
+    a fresh PostgreSQL database for this test: the service tests run against both."""
+    if request.param == "sqlite":
+        yield None
+        return
+    name = f"envplane_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> Callable[..., Settings]:
+def make_settings(
+    tmp_path: Path, wheelhouse: Path, uv_cache: Path, database_url: str | None
+) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
+            "database_url": database_url,
             "data_dir": tmp_path / "data",
             "no_index": True,
             "find_links": [str(wheelhouse)],

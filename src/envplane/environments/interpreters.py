@@ -9,6 +9,7 @@ arriving together do not start forty uv processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -58,6 +59,15 @@ class InterpreterFinder:
             return Interpreter(path, version)
         return await self.find(request, deadline=deadline)
 
+    async def close(self) -> None:
+        """Cancel lookups still in flight and wait for them (they own subprocesses)."""
+        pending = list(self._in_flight.values())
+        for future in pending:
+            future.cancel()
+        for future in pending:
+            with contextlib.suppress(BaseException):
+                await future
+
     async def find(self, request: str, *, deadline: float | None = None) -> Interpreter:
         request = validate_python_request(request)
         cached = self._cache.get(request)
@@ -89,7 +99,12 @@ class InterpreterFinder:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        out, _ = await proc.communicate()
+        try:
+            out, _ = await proc.communicate()
+        finally:
+            if proc.returncode is None:  # cancelled: do not leave the probe running
+                proc.kill()
+                await asyncio.shield(proc.wait())
         version = out.decode().strip()
         if proc.returncode != 0 or not version:
             raise InvalidArgument(f"python_version {request!r}: the interpreter uv found at {path} does not run")

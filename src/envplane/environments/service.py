@@ -143,6 +143,7 @@ class EnvironmentService:
             warmup.cancel()
             with contextlib.suppress(BaseException):
                 await warmup
+        await self.interpreters.close()
 
     # ------------------------------------------------------------------ plumbing
 
