@@ -264,20 +264,17 @@ class EnvironmentService:
     ) -> T:
         """Ensure the build, materialize the env folder, commit; undo the folder on failure."""
         async with self.builds.locks.hold(staged.build_id, holder="build"):
-            staging_project = self.layout.staging_dir("build")
-            try:
-                (staging_project / PYPROJECT).write_text(staged.pyproject)
-                (staging_project / LOCKFILE).write_text(staged.lock)
-                _, log = await self.builds.ensure(
-                    staged.build_id,
-                    staging_project,
-                    staged.interpreter.path,
-                    on_line=on_line,
-                    deadline=deadline,
-                )
-            finally:
-                await asyncio.to_thread(shutil.rmtree, staging_project, True)
-            if log:
+            if not self.layout.is_complete(staged.build_id):  # a shared build needs no staging
+                async with self._staging("build") as staging_project:
+                    (staging_project / PYPROJECT).write_text(staged.pyproject)
+                    (staging_project / LOCKFILE).write_text(staged.lock)
+                    _, log = await self.builds.ensure(
+                        staged.build_id,
+                        staging_project,
+                        staged.interpreter.path,
+                        on_line=on_line,
+                        deadline=deadline,
+                    )
                 staged.log.append(UvResult(("sync",), 0, "", log, 0.0))
             try:
                 await asyncio.to_thread(self._materialize, env, staged.pyproject, staged.lock, staged.build_id)
@@ -345,13 +342,16 @@ class EnvironmentService:
         async with self.env_locks.hold(
             env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
         ):
-            existing = await self.store.run(lambda s: repo.get_env(s, key))
-            if existing is not None and existing.status != EnvStatus.FAILED:
-                raise AlreadyExists(f"environment {env} already exists (status {existing.status})")
             now = time.time()
             details: dict[str, Any] = {"packages": [str(s) for s in specs], "python": request}
+            resolution_key = spec_hash(specs, interpreter.identity, self.uv.index_fingerprint())
 
-            def begin(session: Session, events: list[EventRecord]) -> int:
+            def begin(session: Session, events: list[EventRecord]) -> tuple[int, tuple[str, str] | None]:
+                # One transaction: the existence check, the CREATING row, its event and audit
+                # record, and the lookup of an earlier resolution of the same spec.
+                existing = repo.get_env(session, key)
+                if existing is not None and existing.status != EnvStatus.FAILED:
+                    raise AlreadyExists(f"environment {env} already exists (status {existing.status})")
                 repo.upsert_env(
                     session,
                     key,
@@ -368,12 +368,15 @@ class EnvironmentService:
                     last_used_at=now,
                 )
                 events.append(repo.add_event(session, EventType.ENVIRONMENT_CREATION_STARTED, key, details))
-                return repo.start_operation(session, key, "create", details)
+                op_id = repo.start_operation(session, key, "create", details)
+                return op_id, repo.get_resolution(session, resolution_key)
 
-            op_id = await self._commit(begin)
+            op_id, cached = await self._commit(begin)
             log: list[UvResult] = []
             try:
-                record = await self._create_body(env, specs, interpreter, op_id, log, progress, deadline)
+                record = await self._create_body(
+                    env, specs, interpreter, (resolution_key, cached), op_id, log, progress, deadline
+                )
             except BaseException as exc:
                 message = exc.message if isinstance(exc, EnvplaneError) else "creation was interrupted"
 
@@ -399,6 +402,7 @@ class EnvironmentService:
         env: EnvId,
         specs: list[Requirement],
         interpreter: Interpreter,
+        resolution: tuple[str, tuple[str, str] | None],
         op_id: int,
         log: list[UvResult],
         progress: ProgressCallback,
@@ -410,8 +414,7 @@ class EnvironmentService:
             await progress(Progress("uv", line))
 
         await progress(Progress("resolve", f"using python {interpreter.version} at {interpreter.path}"))
-        resolution_key = spec_hash(specs, interpreter.identity, self.uv.index_fingerprint())
-        cached = await self.store.run(lambda s: repo.get_resolution(s, resolution_key))
+        resolution_key, cached = resolution
         if cached is not None:
             pyproject, lock = cached
             await progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
