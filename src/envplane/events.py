@@ -43,6 +43,7 @@ class EventBus:
         self._store = store
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[EventRecord | None]] = set()
+        self._closed = False
         self.published_total = 0
 
     @property
@@ -98,7 +99,7 @@ class EventBus:
             while True:
                 item = await queue.get()
                 if item is None:
-                    if getattr(self, "_closed", False):
+                    if self._closed:
                         return
                     raise WatcherOverflow(
                         f"watcher fell behind by more than {self._queue_size} events; resume from cursor {cursor}"

@@ -6,6 +6,7 @@ so REST and gRPC return the same fields under the same names.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -94,8 +95,6 @@ async def create_env_stream(body: CreateEnvBody, request: Request, timeout: Time
     deadline = _deadline(timeout)
 
     async def lines() -> AsyncIterator[bytes]:
-        import asyncio
-
         queue: asyncio.Queue[Progress | None] = asyncio.Queue()
 
         async def on_progress(item: Progress) -> None:

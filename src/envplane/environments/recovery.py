@@ -31,7 +31,7 @@ from envplane.store import EventRecord
 from envplane.store import repository as repo
 
 if TYPE_CHECKING:
-    from envplane.environments.service import EnvironmentService
+    from envplane.environments.engine import OperationEngine
 
 logger = logging.getLogger("envplane.recovery")
 
@@ -49,7 +49,7 @@ class RecoveryReport:
     builds_removed: list[str] = field(default_factory=list)
 
 
-async def recover(service: EnvironmentService) -> RecoveryReport:
+async def recover(service: OperationEngine) -> RecoveryReport:
     layout = service.layout
     report = RecoveryReport()
     report.orphans_killed = service.uv.kill_orphans()
@@ -103,7 +103,7 @@ async def recover(service: EnvironmentService) -> RecoveryReport:
     return report
 
 
-def _write_files_only(service: EnvironmentService, env: EnvId, pyproject: str, lock: str) -> None:
+def _write_files_only(service: OperationEngine, env: EnvId, pyproject: str, lock: str) -> None:
     """Restore the committed files of an env whose build is gone (no dangling link)."""
     folder = service.layout.project_dir(env)
     folder.mkdir(parents=True, exist_ok=True)
