@@ -208,6 +208,8 @@ async def test_sync_rebuilds_a_missing_build(service: EnvironmentService) -> Non
     synced = await service.sync(WF)
     assert synced.env.status == EnvStatus.READY
     assert version_in_env(view.python_executable, "alpha") == "1.1.0"
+    synced_events = [e async for e in service.watch(0, types=["EnvironmentSynced"], follow=False)]
+    assert [e.payload["was"] for e in synced_events] == ["BROKEN"]
 
 
 async def test_sync_repairs_a_tampered_venv(service: EnvironmentService) -> None:
@@ -247,6 +249,9 @@ async def test_cleanup_removes_idle_envs_with_dry_run(service: EnvironmentServic
     with pytest.raises(NotFound):
         await service.status(EnvId.parse("wf", "old"))
     assert (await service.status(EnvId.parse("wf", "new"))).status == EnvStatus.READY
+    done = [e async for e in service.watch(0, types=["EnvironmentCleanupCompleted"], follow=False)]
+    assert [(e.payload["dry_run"], e.payload["removed"]) for e in done] == [(True, ["wf/old"]), (False, ["wf/old"])]
+    assert (await service.operations(operation="cleanup")).total == 2
 
 
 async def test_list_filters_and_paginates(service: EnvironmentService) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from envplane.api.protojson import to_json
+from envplane.api.protojson import to_json as to_json  # re-exported for the REST face
 from envplane.environments import EnvId
 from envplane.environments.views import (
     CleanupOutcome,
@@ -144,6 +144,3 @@ def progress(item: Progress, view: EnvView | None = None) -> pb.CreateEnvProgres
 def status_name(value: int) -> str:
     """ENV_STATUS_UNSPECIFIED (0) means "any"."""
     return "" if value == 0 else pb.EnvStatus.Name(value)  # type: ignore[arg-type]
-
-
-__all__ = ["to_json"]
