@@ -15,7 +15,7 @@ from pathlib import Path
 
 from envplane.environments.layout import COMPLETE_MARKER, Layout, remove_tree
 from envplane.environments.locks import KeyedLocks
-from envplane.environments.uv import LineCallback, UvRunner
+from envplane.environments.uv import LineCallback, UvResult, UvRunner
 from envplane.errors import InternalError
 
 
@@ -54,8 +54,10 @@ class BuildCache:
         on_line: LineCallback | None = None,
         deadline: float | None = None,
         repair: bool = False,
-    ) -> tuple[Path, str]:
-        """Make sure build ``build_id`` exists for the lock in ``project``; return (path, log).
+    ) -> UvResult | None:
+        """Make sure build ``build_id`` exists for the lock in ``project``.
+
+        Returns uv's result, or None when the build was already complete (and not repaired).
 
         Callers hold ``self.locks`` for ``build_id`` so a collector cannot remove it meanwhile.
         ``repair`` re-runs ``uv sync --frozen`` on a complete build (restores tampered files).
@@ -63,7 +65,7 @@ class BuildCache:
         path = self._layout.build_dir(build_id)
         marker = path / COMPLETE_MARKER
         if marker.exists() and not repair:
-            return path, ""
+            return None
         if not marker.exists():
             remove_tree(path)
         result = await self._uv.run(
@@ -88,7 +90,7 @@ class BuildCache:
                 detail=result.stderr.strip(),
             )
         marker.write_text(build_id + "\n")
-        return path, result.stderr
+        return result
 
     def on_disk(self) -> list[str]:
         if not self._layout.builds.is_dir():

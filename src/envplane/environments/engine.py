@@ -79,6 +79,14 @@ class _Staged:
     build_id: str
     log: list[UvResult]
 
+    @property
+    def stdout(self) -> str:
+        return "".join(r.stdout for r in self.log)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(r.stderr for r in self.log)
+
 
 class OperationEngine:
     """State and plumbing shared by the operations: locks, builds, commits, staging."""
@@ -103,6 +111,7 @@ class OperationEngine:
         # Event-producing commits and their publication happen in id order under this lock,
         # so a watcher following live events never sees a later cursor before an earlier one.
         self._commit_lock = asyncio.Lock()
+        self._warmup: asyncio.Future[None] | None = None
         self.metrics.bind(uv_running=lambda: self.uv.running, watchers=lambda: self.bus.watchers)
 
     async def start(self) -> RecoveryReport:
@@ -121,11 +130,10 @@ class OperationEngine:
 
     async def close(self) -> None:
         """Stop background work owned by the service (daemon shutdown)."""
-        warmup = getattr(self, "_warmup", None)
-        if warmup is not None and not warmup.done():
-            warmup.cancel()
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
             with contextlib.suppress(BaseException):
-                await warmup
+                await self._warmup
         await self.interpreters.close()
 
     # ------------------------------------------------------------------ plumbing
@@ -164,7 +172,7 @@ class OperationEngine:
         )
 
     async def _record(self, env: EnvId) -> EnvRecord:
-        record = await self.store.run(lambda s: repo.get_env(s, _key(env)))
+        record = await self.store.run(lambda s: repo.get_env(s, env.key))
         if record is None:
             raise NotFound(f"environment {env} does not exist")
         return record
@@ -183,7 +191,10 @@ class OperationEngine:
         )
 
     def _materialize(self, env: EnvId, pyproject: str, lock: str, build_id: str) -> None:
-        """Make the env folder show this state: files replaced atomically, link re-pointed."""
+        """Make the env folder show this state: files replaced atomically, link re-pointed.
+
+        An empty ``build_id`` (the build is gone) leaves no ``.venv`` link rather than a dangling one.
+        """
         folder = self.layout.project_dir(env)
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in ((PYPROJECT, pyproject), (LOCKFILE, lock)):
@@ -191,6 +202,9 @@ class OperationEngine:
             if not path.is_file() or path.read_text() != text:
                 write_atomic(path, text)
         link = self.layout.venv_link(env)
+        if not build_id:
+            remove_tree(link)
+            return
         target = self.layout.build_dir(build_id)
         if not link.is_symlink() or link.resolve() != target.resolve():
             point_link(link, target)
@@ -208,9 +222,14 @@ class OperationEngine:
         return await self.builds.collect(self._references)
 
     @contextlib.asynccontextmanager
-    async def _staging(self, purpose: str) -> AsyncIterator[Path]:
+    async def _staging(self, purpose: str, pyproject: str = "", lock: str = "") -> AsyncIterator[Path]:
+        """A private folder under ``tmp/`` holding the given project files, removed afterwards."""
         path = await asyncio.to_thread(self.layout.staging_dir, purpose)
         try:
+            if pyproject:
+                (path / PYPROJECT).write_text(pyproject)
+            if lock:
+                (path / LOCKFILE).write_text(lock)
             yield path
         finally:
             await asyncio.to_thread(shutil.rmtree, path, True)
@@ -248,17 +267,16 @@ class OperationEngine:
         """Ensure the build, materialize the env folder, commit; undo the folder on failure."""
         async with self.builds.locks.hold(staged.build_id, holder="build"):
             if not self.layout.is_complete(staged.build_id):  # a shared build needs no staging
-                async with self._staging("build") as staging_project:
-                    (staging_project / PYPROJECT).write_text(staged.pyproject)
-                    (staging_project / LOCKFILE).write_text(staged.lock)
-                    _, log = await self.builds.ensure(
+                async with self._staging("build", staged.pyproject, staged.lock) as staging_project:
+                    result = await self.builds.ensure(
                         staged.build_id,
                         staging_project,
                         staged.interpreter.path,
                         on_line=on_line,
                         deadline=deadline,
                     )
-                staged.log.append(UvResult(("sync",), 0, "", log, 0.0))
+                if result is not None:
+                    staged.log.append(result)
             try:
                 await asyncio.to_thread(self._materialize, env, staged.pyproject, staged.lock, staged.build_id)
                 return await self._commit(commit)
@@ -300,7 +318,3 @@ class OperationEngine:
 
         op = await self._shielded_commit(fail)
         self._observe(op)
-
-
-def _key(env: EnvId) -> tuple[str, str, str]:
-    return (env.workflow_id, env.node_id, env.version_id)

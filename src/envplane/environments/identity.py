@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from envplane.errors import InvalidArgument
 
@@ -33,6 +34,15 @@ def validate_id(field: str, value: str, *, required: bool = True) -> str:
     return value
 
 
+class _HasIdentity(Protocol):
+    @property
+    def workflow_id(self) -> str: ...
+    @property
+    def node_id(self) -> str: ...
+    @property
+    def version_id(self) -> str: ...
+
+
 @dataclass(frozen=True, order=True)
 class EnvId:
     """The identity of one environment. Construct through :meth:`parse` to validate."""
@@ -48,6 +58,16 @@ class EnvId:
             validate_id("node_id", node_id),
             validate_id("version_id", version_id or "", required=False),
         )
+
+    @classmethod
+    def of(cls, row: _HasIdentity) -> EnvId:
+        """The id of a stored record (already validated when it was written)."""
+        return cls(row.workflow_id, row.node_id, row.version_id)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The store's key for this env."""
+        return (self.workflow_id, self.node_id, self.version_id)
 
     @property
     def folder_parts(self) -> tuple[str, str, str]:

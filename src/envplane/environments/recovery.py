@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 from envplane.environments.identity import EnvId
-from envplane.environments.layout import LOCKFILE, PYPROJECT, remove_tree, write_atomic
 from envplane.environments.views import EnvStatus
 from envplane.events import EventType
 from envplane.store import EventRecord
@@ -61,10 +60,12 @@ async def recover(service: OperationEngine) -> RecoveryReport:
         for record in repo.all_envs(session):
             if record.status != EnvStatus.CREATING:
                 continue
-            key = (record.workflow_id, record.node_id, record.version_id)
-            repo.upsert_env(session, key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
-            events.append(repo.add_event(session, EventType.ENVIRONMENT_CREATION_FAILED, key, {"error": INTERRUPTED}))
-            report.creates_failed.append(str(EnvId(*key)))
+            env = EnvId.of(record)
+            repo.upsert_env(session, env.key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
+            events.append(
+                repo.add_event(session, EventType.ENVIRONMENT_CREATION_FAILED, env.key, {"error": INTERRUPTED})
+            )
+            report.creates_failed.append(str(env))
 
     await service._commit(fail_interrupted)
 
@@ -74,22 +75,20 @@ async def recover(service: OperationEngine) -> RecoveryReport:
             report.builds_removed.append(build_id)
 
     records = await service.store.run(repo.all_envs)
-    known = {EnvId(r.workflow_id, r.node_id, r.version_id): r for r in records}
+    known = {EnvId.of(r): r for r in records}
     for env, record in known.items():
         if record.status == EnvStatus.FAILED:
             await asyncio.to_thread(service._remove_project, env)
             continue
         complete = bool(record.build_id) and layout.is_complete(record.build_id)
         status = EnvStatus.READY if complete else EnvStatus.BROKEN
-        if complete:
-            await asyncio.to_thread(service._materialize, env, record.pyproject_toml, record.uv_lock, record.build_id)
-        else:
-            await asyncio.to_thread(_write_files_only, service, env, record.pyproject_toml, record.uv_lock)
+        build_id = record.build_id if complete else ""
+        await asyncio.to_thread(service._materialize, env, record.pyproject_toml, record.uv_lock, build_id)
+        if not complete:
             report.broken.append(str(env))
         if status != record.status:
             error = "" if complete else f"venv build {record.build_id or '?'} is missing; run sync to rebuild it"
-            key = (env.workflow_id, env.node_id, env.version_id)
-            update = functools.partial(repo.upsert_env, key=key, status=status, error=error, updated_at=time.time())
+            update = functools.partial(repo.upsert_env, key=env.key, status=status, error=error, updated_at=time.time())
             await service.store.run(update)
         report.restored.append(str(env))
 
@@ -101,12 +100,3 @@ async def recover(service: OperationEngine) -> RecoveryReport:
     report.builds_removed += await service._release_builds()
     logger.info("recovery: %s", report)
     return report
-
-
-def _write_files_only(service: OperationEngine, env: EnvId, pyproject: str, lock: str) -> None:
-    """Restore the committed files of an env whose build is gone (no dangling link)."""
-    folder = service.layout.project_dir(env)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / PYPROJECT, pyproject)
-    write_atomic(folder / LOCKFILE, lock)
-    remove_tree(service.layout.venv_link(env))

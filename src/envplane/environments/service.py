@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from envplane.environments import project as proj
 from envplane.environments.builds import build_id_for, read_python_version
-from envplane.environments.engine import OperationEngine, _key, _Staged
+from envplane.environments.engine import OperationEngine, _Staged
 from envplane.environments.identity import EnvId
 from envplane.environments.interpreters import (
     Interpreter,
@@ -79,7 +79,7 @@ class EnvironmentService(OperationEngine):
         specs = collect_specs(packages, requirements, allow_direct_references=self.settings.allow_direct_references)
         request = python_version or default_python_request(self.settings.default_python)
         await progress(Progress("validate", f"creating {env} with {len(specs)} package(s), python {request}"))
-        key = _key(env)
+        key = env.key
         # Finding the interpreter is validation: an unavailable version is INVALID_ARGUMENT
         # and leaves no FAILED env behind.
         interpreter = await self.interpreters.find(request, deadline=deadline)
@@ -152,7 +152,7 @@ class EnvironmentService(OperationEngine):
         progress: ProgressCallback,
         deadline: float | None,
     ) -> EnvRecord:
-        key = _key(env)
+        key = env.key
 
         async def on_line(line: str) -> None:
             await progress(Progress("uv", line))
@@ -164,8 +164,7 @@ class EnvironmentService(OperationEngine):
             await progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
         else:
             await progress(Progress("resolve", f"resolving {len(specs)} package(s) with uv"))
-            async with self._staging("create") as staging:
-                (staging / PYPROJECT).write_text(proj.pyproject_template(interpreter.version))
+            async with self._staging("create", proj.pyproject_template(interpreter.version)) as staging:
                 if specs:
                     args = ["add", "--no-sync", "--python", interpreter.path, *self.uv.index_flags()]
                     args += [str(s) for s in specs]
@@ -199,8 +198,8 @@ class EnvironmentService(OperationEngine):
                 session,
                 op_id,
                 status=OpStatus.SUCCEEDED,
-                stdout="".join(r.stdout for r in staged.log),
-                stderr="".join(r.stderr for r in staged.log),
+                stdout=staged.stdout,
+                stderr=staged.stderr,
                 exit_code=0,
                 details={"build_id": staged.build_id, "reused_lock": cached is not None},
             )
@@ -250,7 +249,7 @@ class EnvironmentService(OperationEngine):
                 s, workflow_id=workflow_id, node_id=node_id, status=status, offset=offset, limit=limit
             )
         )
-        views = [self._view(EnvId(r.workflow_id, r.node_id, r.version_id), r) for r in records]
+        views = [self._view(EnvId.of(r), r) for r in records]
         return make_page(views, total, offset, limit)
 
     async def list_deps(self, env: EnvId) -> DepsView:
@@ -259,9 +258,7 @@ class EnvironmentService(OperationEngine):
 
     async def export(self, env: EnvId, *, deadline: float | None = None) -> ExportView:
         record = await self._ready_record(env, "export", allow_broken=True)
-        async with self._staging("export") as staging:
-            (staging / PYPROJECT).write_text(record.pyproject_toml)
-            (staging / LOCKFILE).write_text(record.uv_lock)
+        async with self._staging("export", record.pyproject_toml, record.uv_lock) as staging:
             result = await self.uv.run(
                 [
                     "export",
@@ -280,8 +277,9 @@ class EnvironmentService(OperationEngine):
         return ExportView(env, record.pyproject_toml, record.uv_lock, result.stdout)
 
     async def _touch(self, env: EnvId) -> None:
+        """Record use (for cleanup). Not under the env lock: an env deleted meanwhile stays deleted."""
         now = time.time()
-        await self.store.run(lambda s: repo.upsert_env(s, _key(env), last_used_at=now))
+        await self.store.run(lambda s: repo.touch_env(s, env.key, now))
 
     # ------------------------------------------------------------------ dependency changes
 
@@ -384,7 +382,7 @@ class EnvironmentService(OperationEngine):
         deadline: float | None,
         fail_if_busy: bool,
     ) -> OperationOutcome:
-        key = _key(env)
+        key = env.key
         details: dict[str, Any] = {"packages": [str(s) for s in specs]}
         async with self.env_locks.hold(
             env, holder=operation, deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
@@ -395,9 +393,7 @@ class EnvironmentService(OperationEngine):
             op_id = await self._commit(lambda s, _e: repo.start_operation(s, key, operation, details))
             log: list[UvResult] = []
             try:
-                async with self._staging(operation) as staging:
-                    (staging / PYPROJECT).write_text(before.pyproject_toml)
-                    (staging / LOCKFILE).write_text(before.uv_lock)
+                async with self._staging(operation, before.pyproject_toml, before.uv_lock) as staging:
                     for args in commands:
                         await self._uv_checked(args, staging, log, None, deadline, resolving=True)
                     pyproject = (staging / PYPROJECT).read_text()
@@ -422,8 +418,8 @@ class EnvironmentService(OperationEngine):
                         session,
                         op_id,
                         status=OpStatus.SUCCEEDED,
-                        stdout="".join(r.stdout for r in log),
-                        stderr="".join(r.stderr for r in log),
+                        stdout=staged.stdout,
+                        stderr=staged.stderr,
                         exit_code=0,
                         details={"build_id": staged.build_id, "changes": changes},
                     )
@@ -450,7 +446,7 @@ class EnvironmentService(OperationEngine):
 
     async def sync(self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False) -> OperationOutcome:
         """Make the venv match the committed lock: rebuild a missing build, repair a tampered one."""
-        key = _key(env)
+        key = env.key
         async with self.env_locks.hold(
             env, holder="sync", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
         ):
@@ -460,13 +456,15 @@ class EnvironmentService(OperationEngine):
             try:
                 interpreter = await self._interpreter_of(before, deadline)
                 build_id = build_id_for(before.uv_lock, interpreter.identity)
-                async with self.builds.locks.hold(build_id, holder="sync"), self._staging("sync") as staging:
-                    (staging / PYPROJECT).write_text(before.pyproject_toml)
-                    (staging / LOCKFILE).write_text(before.uv_lock)
-                    _, text = await self.builds.ensure(
+                async with (
+                    self.builds.locks.hold(build_id, holder="sync"),
+                    self._staging("sync", before.pyproject_toml, before.uv_lock) as staging,
+                ):
+                    result = await self.builds.ensure(
                         build_id, staging, interpreter.path, deadline=deadline, repair=True
                     )
-                    log.append(UvResult(("sync",), 0, "", text, 0.0))
+                    if result is not None:
+                        log.append(result)
                     await asyncio.to_thread(self._materialize, env, before.pyproject_toml, before.uv_lock, build_id)
 
                     def commit(session: Session, events: list[EventRecord]) -> tuple[EnvRecord, OperationRecord]:
@@ -485,7 +483,8 @@ class EnvironmentService(OperationEngine):
                             session,
                             op_id,
                             status=OpStatus.SUCCEEDED,
-                            stderr=text,
+                            stdout=result.stdout if result else "",
+                            stderr=result.stderr if result else "",
                             exit_code=0,
                             details={"build_id": build_id, "was": before.status},
                         )
@@ -511,7 +510,7 @@ class EnvironmentService(OperationEngine):
     # ------------------------------------------------------------------ delete and cleanup
 
     async def delete(self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False) -> OperationRecord:
-        key = _key(env)
+        key = env.key
         async with self.env_locks.hold(
             env, holder="delete", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
         ):
@@ -540,11 +539,7 @@ class EnvironmentService(OperationEngine):
         checked_at = time.time()
         cutoff = checked_at - idle_hours * 3600
         records = await self.store.run(repo.all_envs)
-        candidates = [
-            EnvId(r.workflow_id, r.node_id, r.version_id)
-            for r in records
-            if r.last_used_at < cutoff and r.status != EnvStatus.CREATING
-        ]
+        candidates = [EnvId.of(r) for r in records if r.last_used_at < cutoff and r.status != EnvStatus.CREATING]
         removed: list[EnvId] = []
         for env in candidates:
             if self.env_locks.busy(env):

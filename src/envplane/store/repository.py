@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from envplane.store.database import make_engine
@@ -105,6 +105,21 @@ def upsert_env(session: Session, key: Key, **values: Any) -> EnvRecord:
         setattr(row, name, value)
     session.flush()
     return env_record(row)
+
+
+def touch_env(session: Session, key: Key, when: float) -> bool:
+    """Set ``last_used_at`` if the env exists; never creates a row (unlike ``upsert_env``)."""
+    workflow_id, node_id, version_id = key
+    result = session.execute(
+        update(EnvironmentRow)
+        .where(
+            EnvironmentRow.workflow_id == workflow_id,
+            EnvironmentRow.node_id == node_id,
+            EnvironmentRow.version_id == version_id,
+        )
+        .values(last_used_at=when)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def delete_env(session: Session, key: Key) -> bool:
