@@ -5,6 +5,9 @@ UV_VERSION := 0.13.9
 # A pinned uv of our own, so the lock file is read by the version that wrote it.
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
+# The locked ray and its dependencies as wheels: test envs install them without an index.
+RAY_WHEELS := .cache/ray-wheels
+export ENVPLANE_TEST_RAY_WHEELS := $(abspath $(RAY_WHEELS))
 
 .PHONY: run test test-all lint proto proto-check bench clean
 
@@ -16,13 +19,17 @@ $(UV):
 	$(UV) sync --frozen --all-groups --python $(PYTHON)
 	@touch $@
 
+$(RAY_WHEELS)/.complete: uv.lock | $(UV)
+	bash scripts/fetch_ray_wheels.sh $(UV) .tools/bin/pip $(RAY_WHEELS)
+	@touch $@
+
 run: .venv/.synced  ## start the daemon on defaults (gRPC 127.0.0.1:50051, REST 127.0.0.1:8000)
 	$(RUN) envplane serve
 
-test: .venv/.synced  ## the whole hermetic suite (real uv, gRPC, HTTP, SQLite, subprocesses)
+test: .venv/.synced $(RAY_WHEELS)/.complete  ## the whole hermetic suite (real uv, gRPC, HTTP, SQLite, subprocesses)
 	$(RUN) pytest
 
-test-all: .venv/.synced  ## also the few tests that need the live package index
+test-all: .venv/.synced $(RAY_WHEELS)/.complete  ## also the few tests that need the live package index
 	$(RUN) pytest -m ""
 
 lint: .venv/.synced
@@ -37,4 +44,4 @@ bench: .venv/.synced  ## side-by-side benchmarks against raw uv (see benchmarks/
 	$(RUN) python benchmarks/bench_environments.py
 
 clean:
-	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .cache .pytest_cache .mypy_cache .ruff_cache

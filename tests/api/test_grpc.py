@@ -30,6 +30,8 @@ def test_full_lifecycle(client: EnvplaneClient, wf: str) -> None:
     assert env.status == pb.READY and env.python_version.startswith("3.11")
     assert version_in_env(env.python_executable, "alpha") == "1.1.0"
     assert client.get_env(wf, "rag").build_id == env.build_id
+    again = client.create_env(wf, "rag", packages=["alpha<2"], python_version="3.11", exist_ok=True)
+    assert again.lock_sha256 == env.lock_sha256 and len(env.lock_sha256) == 64
 
     added = client.add_deps(wf, "rag", ["gamma==0.1.0"])
     assert [(c.name, c.old_version, c.new_version) for c in added.changes] == [("gamma", "", "0.1.0")]

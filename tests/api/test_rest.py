@@ -35,6 +35,10 @@ def test_full_lifecycle(http: httpx.Client, wf: str) -> None:
 
     path = f"/v1/environments/{wf}/n"
     assert http.get(path).json()["build_id"] == env["build_id"]
+    body = {"workflow_id": wf, "node_id": "n", "packages": ["alpha<2"]}
+    _error(http.post("/v1/environments", json=body), 409, "ALREADY_EXISTS")
+    again = http.post("/v1/environments", json={**body, "exist_ok": True})
+    assert again.status_code == 201 and again.json()["lock_sha256"] == env["lock_sha256"]
 
     added = http.post(f"{path}/dependencies", json={"packages": ["gamma==0.1.0"]}).json()
     assert added["changes"] == [{"name": "gamma", "old_version": "", "new_version": "0.1.0"}]

@@ -58,6 +58,25 @@ async def test_create_twice_is_already_exists(service: EnvironmentService) -> No
         await service.create(WF, ["alpha"])
 
 
+async def test_exist_ok_returns_an_env_made_from_the_same_spec_and_refuses_another(
+    service: EnvironmentService,
+) -> None:
+    first = await service.create(WF, ["alpha<2", "gamma"])
+    assert len(first.lock_sha256) == 64
+    uv_before = service.uv.started_total
+    again = await service.create(WF, ["gamma", "alpha<2"], exist_ok=True)
+    assert service.uv.started_total == uv_before, "reusing an env must not run uv"
+    assert (again.record.build_id, again.lock_sha256) == (first.record.build_id, first.lock_sha256)
+    assert again.record.last_used_at >= first.record.last_used_at
+    assert not again.busy_with
+    refused = r"different spec: it declares \['alpha<2', 'gamma>=0.2.0'\].*'alpha==1.0.0'"
+    with pytest.raises(AlreadyExists, match=refused):
+        await service.create(WF, ["alpha==1.0.0"], exist_ok=True)
+    assert (await service.status(WF)).lock_sha256 == first.lock_sha256, "a refused create changes nothing"
+    creates = (await service.operations(workflow_id="wf", operation="create")).items
+    assert len(creates) == 1, "a reuse is not a new operation"
+
+
 async def test_unavailable_python_is_a_clear_invalid_argument_and_leaves_nothing(
     service: EnvironmentService,
 ) -> None:

@@ -51,6 +51,7 @@ def environment(view: EnvView) -> pb.Environment:
         has_pyproject=view.has_pyproject,
         has_uv_lock=view.has_lock,
         has_venv=view.has_venv,
+        lock_sha256=view.lock_sha256,
     )
 
 

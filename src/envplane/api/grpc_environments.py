@@ -31,6 +31,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
             request.python_version,
             deadline=deadline_of(context),
             fail_if_busy=request.fail_if_busy,
+            exist_ok=request.exist_ok,
         )
         return convert.environment(view)
 
@@ -50,6 +51,7 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
                 request.python_version,
                 deadline=deadline_of(context),
                 fail_if_busy=request.fail_if_busy,
+                exist_ok=request.exist_ok,
                 on_progress=on_progress,
             )
         )

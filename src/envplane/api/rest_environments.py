@@ -34,6 +34,7 @@ class CreateEnvBody(BaseModel):
     requirements: str = Field("", description="requirements.txt content (requirements only).")
     python_version: str = Field("", description="e.g. '3.11'; empty = the daemon's default.")
     fail_if_busy: bool = False
+    exist_ok: bool = Field(False, description="Return an existing env made from the same spec instead of 409.")
 
 
 class DepsBody(BaseModel):
@@ -80,6 +81,7 @@ async def create_env(body: CreateEnvBody, request: Request, timeout: TimeoutHead
         body.python_version,
         deadline=_deadline(timeout),
         fail_if_busy=body.fail_if_busy,
+        exist_ok=body.exist_ok,
     )
     return convert.to_json(convert.environment(view))
 
@@ -109,6 +111,7 @@ async def create_env_stream(body: CreateEnvBody, request: Request, timeout: Time
                     body.python_version,
                     deadline=deadline,
                     fail_if_busy=body.fail_if_busy,
+                    exist_ok=body.exist_ok,
                     on_progress=on_progress,
                 )
             finally:

@@ -67,6 +67,9 @@ def create(
     package: Packages = None,
     requirements: ReqFile = None,
     python: Annotated[str, typer.Option("--python", help="Python version, e.g. 3.11.")] = "",
+    exist_ok: Annotated[
+        bool, typer.Option("--exist-ok", help="Succeed if the env exists and was made from the same spec.")
+    ] = False,
     as_json: AsJson = False,
     timeout: Timeout = None,
 ) -> None:
@@ -79,6 +82,7 @@ def create(
             packages=package or [],
             requirements=_requirements(requirements),
             python_version=python,
+            exist_ok=exist_ok,
         )
         final: pb.Environment | None = None
         if as_json:

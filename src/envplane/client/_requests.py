@@ -29,6 +29,7 @@ def create(
     requirements: str,
     python_version: str,
     fail_if_busy: bool,
+    exist_ok: bool = False,
 ) -> pb.CreateEnvRequest:
     return pb.CreateEnvRequest(
         ref=ref(workflow_id, node_id, version_id),
@@ -36,6 +37,7 @@ def create(
         requirements=requirements,
         python_version=python_version,
         fail_if_busy=fail_if_busy,
+        exist_ok=exist_ok,
     )
 
 

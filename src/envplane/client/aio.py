@@ -60,9 +60,12 @@ class AsyncEnvplaneClient:
         requirements: str = "",
         python_version: str = "",
         fail_if_busy: bool = False,
+        exist_ok: bool = False,
         timeout: float | None = None,
     ) -> pb.Environment:
-        request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
+        request = build.create(
+            workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy, exist_ok
+        )
         result: pb.Environment = await self._call("CreateEnv", request, timeout)
         return result
 
@@ -76,9 +79,12 @@ class AsyncEnvplaneClient:
         requirements: str = "",
         python_version: str = "",
         fail_if_busy: bool = False,
+        exist_ok: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[pb.CreateEnvProgress]:
-        request = build.create(workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy)
+        request = build.create(
+            workflow_id, node_id, version_id, packages, requirements, python_version, fail_if_busy, exist_ok
+        )
         return self._stream("CreateEnvStream", request, timeout)
 
     async def get_env(self, workflow_id: str, node_id: str, version_id: str = "") -> pb.Environment:

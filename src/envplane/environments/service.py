@@ -7,6 +7,7 @@ the audit log and domain events. How an operation runs, step by step, is in ``en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -59,6 +60,28 @@ async def _no_progress(_: Progress) -> None:
     return None
 
 
+def _same_spec(existing: EnvRecord, resolution: tuple[str, str] | None) -> bool:
+    """Was ``existing`` made from the spec whose earlier resolution is ``resolution``?
+
+    Declared dependencies (pyproject.toml) are compared, not the lock: an env whose packages
+    were updated since still matches the spec it was made from. Without a recorded resolution
+    (another index configuration) the answer is no, so the caller gets ALREADY_EXISTS."""
+    if existing.status not in (EnvStatus.READY, EnvStatus.BROKEN) or resolution is None:
+        return False
+    return existing.pyproject_toml == resolution[0]
+
+
+def _exists_message(env: EnvId, existing: EnvRecord, specs: Sequence[Requirement], exist_ok: bool) -> str:
+    message = f"environment {env} already exists (status {existing.status})"
+    if not exist_ok:
+        return message
+    declared = proj.declared_dependencies(existing.pyproject_toml)
+    return (
+        f"{message} with a different spec: it declares {declared or 'no packages'}, this request asks for "
+        f"{[str(s) for s in specs] or 'no packages'}; use another version_id, or delete it first"
+    )
+
+
 class EnvironmentService(OperationEngine):
     """One instance per daemon; safe for concurrent use from many requests."""
 
@@ -73,8 +96,11 @@ class EnvironmentService(OperationEngine):
         *,
         deadline: float | None = None,
         fail_if_busy: bool = False,
+        exist_ok: bool = False,
         on_progress: ProgressCallback | None = None,
     ) -> EnvView:
+        """Create ``env``. With ``exist_ok``, an existing env made from the same spec is returned
+        as it is (idempotent, for engines that provision on every run)."""
         progress = on_progress or _no_progress
         specs = collect_specs(packages, requirements, allow_direct_references=self.settings.allow_direct_references)
         request = python_version or default_python_request(self.settings.default_python)
@@ -90,12 +116,18 @@ class EnvironmentService(OperationEngine):
             details: dict[str, Any] = {"packages": [str(s) for s in specs], "python": request}
             resolution_key = spec_hash(specs, interpreter.identity, self.uv.index_fingerprint())
 
-            def begin(session: Session, events: list[EventRecord]) -> tuple[int, tuple[str, str] | None]:
+            def begin(
+                session: Session, events: list[EventRecord]
+            ) -> tuple[int, tuple[str, str] | None, EnvRecord | None]:
                 # One transaction: the existence check, the CREATING row, its event and audit
                 # record, and the lookup of an earlier resolution of the same spec.
                 existing = repo.get_env(session, key)
+                cached = repo.get_resolution(session, resolution_key)
                 if existing is not None and existing.status != EnvStatus.FAILED:
-                    raise AlreadyExists(f"environment {env} already exists (status {existing.status})")
+                    if exist_ok and _same_spec(existing, cached):
+                        repo.touch_env(session, key, now)
+                        return 0, cached, dataclasses.replace(existing, last_used_at=now)
+                    raise AlreadyExists(_exists_message(env, existing, specs, exist_ok))
                 repo.upsert_env(
                     session,
                     key,
@@ -113,33 +145,54 @@ class EnvironmentService(OperationEngine):
                 )
                 events.append(repo.add_event(session, EventType.ENVIRONMENT_CREATION_STARTED, key, details))
                 op_id = repo.start_operation(session, key, "create", details)
-                return op_id, repo.get_resolution(session, resolution_key)
+                return op_id, cached, None
 
-            op_id, cached = await self._commit(begin)
-            log: list[UvResult] = []
-            try:
-                record = await self._create_body(
-                    env, specs, interpreter, (resolution_key, cached), op_id, log, progress, deadline
+            op_id, cached, reused = await self._commit(begin)
+            if reused is not None:
+                record = reused
+            else:
+                record = await self._create_or_fail(
+                    env, specs, interpreter, (resolution_key, cached), op_id, details, progress, deadline
                 )
-            except BaseException as exc:
-                message = exc.message if isinstance(exc, EnvplaneError) else "creation was interrupted"
-
-                def mark_failed(session: Session, events: list[EventRecord]) -> None:
-                    repo.upsert_env(session, key, status=EnvStatus.FAILED, error=message, updated_at=time.time())
-                    events.append(
-                        repo.add_event(
-                            session,
-                            EventType.ENVIRONMENT_CREATION_FAILED,
-                            key,
-                            {**details, "error": message},
-                        )
-                    )
-
-                await asyncio.shield(asyncio.to_thread(self._remove_project, env))
-                await self._fail_operation(op_id, exc, log, mark_failed)
-                raise
-        await progress(Progress("done", f"environment {env} is READY"))
+        if reused is not None:
+            await progress(Progress("done", f"environment {env} exists with the same spec: reusing it"))
+        else:
+            await progress(Progress("done", f"environment {env} is READY"))
         return self._view(env, record)
+
+    async def _create_or_fail(
+        self,
+        env: EnvId,
+        specs: list[Requirement],
+        interpreter: Interpreter,
+        resolution: tuple[str, tuple[str, str] | None],
+        op_id: int,
+        details: dict[str, Any],
+        progress: ProgressCallback,
+        deadline: float | None,
+    ) -> EnvRecord:
+        """Run the create; on any failure mark the env FAILED, remove its folder, record why."""
+        key = env.key
+        log: list[UvResult] = []
+        try:
+            return await self._create_body(env, specs, interpreter, resolution, op_id, log, progress, deadline)
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, EnvplaneError) else "creation was interrupted"
+
+            def mark_failed(session: Session, events: list[EventRecord]) -> None:
+                repo.upsert_env(session, key, status=EnvStatus.FAILED, error=message, updated_at=time.time())
+                events.append(
+                    repo.add_event(
+                        session,
+                        EventType.ENVIRONMENT_CREATION_FAILED,
+                        key,
+                        {**details, "error": message},
+                    )
+                )
+
+            await asyncio.shield(asyncio.to_thread(self._remove_project, env))
+            await self._fail_operation(op_id, exc, log, mark_failed)
+            raise
 
     async def _create_body(
         self,

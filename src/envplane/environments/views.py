@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -47,6 +48,12 @@ class EnvView:
     @property
     def status(self) -> str:
         return self.record.status
+
+    @property
+    def lock_sha256(self) -> str:
+        """Identifies the exact resolution: equal hashes mean identical pinned packages."""
+        lock = self.record.uv_lock
+        return hashlib.sha256(lock.encode()).hexdigest() if lock else ""
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ class Environment(_message.Message):
     HAS_PYPROJECT_FIELD_NUMBER: _builtins.int
     HAS_UV_LOCK_FIELD_NUMBER: _builtins.int
     HAS_VENV_FIELD_NUMBER: _builtins.int
+    LOCK_SHA256_FIELD_NUMBER: _builtins.int
     status: Global___EnvStatus.ValueType
     python_request: _builtins.str
     """what the creator asked for, e.g. "3.11" """
@@ -131,6 +132,8 @@ class Environment(_message.Message):
     has_pyproject: _builtins.bool
     has_uv_lock: _builtins.bool
     has_venv: _builtins.bool
+    lock_sha256: _builtins.str
+    """sha256 of uv.lock ("" before the first lock)"""
     @_builtins.property
     def ref(self) -> Global___EnvRef: ...
     @_builtins.property
@@ -157,10 +160,11 @@ class Environment(_message.Message):
         has_pyproject: _builtins.bool = ...,
         has_uv_lock: _builtins.bool = ...,
         has_venv: _builtins.bool = ...,
+        lock_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "busy_with", b"busy_with", "created_at", b"created_at", "dependencies", b"dependencies", "env_path", b"env_path", "error", b"error", "has_pyproject", b"has_pyproject", "has_uv_lock", b"has_uv_lock", "has_venv", b"has_venv", "last_used_at", b"last_used_at", "python_executable", b"python_executable", "python_request", b"python_request", "python_version", b"python_version", "ref", b"ref", "status", b"status", "updated_at", b"updated_at", "venv_path", b"venv_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "busy_with", b"busy_with", "created_at", b"created_at", "dependencies", b"dependencies", "env_path", b"env_path", "error", b"error", "has_pyproject", b"has_pyproject", "has_uv_lock", b"has_uv_lock", "has_venv", b"has_venv", "last_used_at", b"last_used_at", "lock_sha256", b"lock_sha256", "python_executable", b"python_executable", "python_request", b"python_request", "python_version", b"python_version", "ref", b"ref", "status", b"status", "updated_at", b"updated_at", "venv_path", b"venv_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -257,11 +261,16 @@ class CreateEnvRequest(_message.Message):
     REQUIREMENTS_FIELD_NUMBER: _builtins.int
     PYTHON_VERSION_FIELD_NUMBER: _builtins.int
     FAIL_IF_BUSY_FIELD_NUMBER: _builtins.int
+    EXIST_OK_FIELD_NUMBER: _builtins.int
     requirements: _builtins.str
     """requirements.txt content (requirements only, no options)"""
     python_version: _builtins.str
     """"" = the daemon's default"""
     fail_if_busy: _builtins.bool
+    exist_ok: _builtins.bool
+    """Idempotent create: an existing READY/BROKEN env made from the same spec (same packages,
+    requirements and interpreter) is returned as it is. A different spec is still ALREADY_EXISTS.
+    """
     @_builtins.property
     def ref(self) -> Global___EnvRef: ...
     @_builtins.property
@@ -276,10 +285,11 @@ class CreateEnvRequest(_message.Message):
         requirements: _builtins.str = ...,
         python_version: _builtins.str = ...,
         fail_if_busy: _builtins.bool = ...,
+        exist_ok: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fail_if_busy", b"fail_if_busy", "packages", b"packages", "python_version", b"python_version", "ref", b"ref", "requirements", b"requirements"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exist_ok", b"exist_ok", "fail_if_busy", b"fail_if_busy", "packages", b"packages", "python_version", b"python_version", "ref", b"ref", "requirements", b"requirements"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
