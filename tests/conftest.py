@@ -133,6 +133,50 @@ async def service(make_service: Callable[..., Any]) -> EnvironmentService:
     return result
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_wheelhouse() -> Path:
+    """The locked ray and its dependencies as wheels (`make test` fetches them first), so
+    test envs get the driver's exact ray without a package index."""
+    folder = Path(os.environ.get("ENVPLANE_TEST_RAY_WHEELS") or REPO / ".cache" / "ray-wheels")
+    if not any(folder.glob("ray-*.whl")):
+        pytest.fail(f"no ray wheels in {folder}: run `make test` (or `make .cache/ray-wheels/.complete`) first")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def plane_settings(
+    tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, ray_wheelhouse: Path, uv_cache: Path
+) -> Callable[[str], Settings]:
+    """Settings for a provider or daemon of its own (a fresh data dir each): the tiny wheels
+    and the ray wheels as find-links, no index."""
+
+    def make(name: str) -> Settings:
+        return Settings(
+            data_dir=tmp_path_factory.mktemp(name) / "data",
+            no_index=True,
+            find_links=[str(wheelhouse), str(ray_wheelhouse)],
+            uv_cache_dir=uv_cache,
+            grpc_addr="127.0.0.1:0",
+            http_addr="127.0.0.1:0",
+            default_python="3.11",
+            shutdown_grace_seconds=1.0,
+            log_level="warning",
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def plane_daemon(plane_settings: Callable[[str], Settings]) -> Iterator[ThreadDaemon]:
+    """A daemon whose envs can hold ray: providers' and Ray tests share it (own ids per test)."""
+    running = ThreadDaemon(plane_settings("plane-daemon")).start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path) -> Iterator[ThreadDaemon]:
     """One real daemon for the API tests; each test uses its own workflow id."""

@@ -8,7 +8,8 @@
     ├── NotFound                 no such environment / dependency                gRPC NOT_FOUND          HTTP 404
     ├── AlreadyExists            an environment with that identity exists        gRPC ALREADY_EXISTS     HTTP 409
     ├── FailedPrecondition       the env is in the wrong state for the operation gRPC FAILED_PRECONDITION HTTP 409
-    │   └── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
+    │   ├── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
+    │   └── RayNotReady          Ray cannot start workers in the env (providers) client side only
     ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
     ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
     └── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
@@ -57,6 +58,10 @@ class FailedPrecondition(EnvplaneError):
 
 class EnvBusy(FailedPrecondition):
     """Another operation holds the environment and the caller asked not to wait."""
+
+
+class RayNotReady(FailedPrecondition):
+    """The env cannot host Ray workers: no ray, another ray version, or another Python minor."""
 
 
 class DeadlineExceeded(EnvplaneError):

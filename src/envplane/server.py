@@ -23,6 +23,7 @@ import uvicorn
 from envplane.api.grpc_server import GrpcServer
 from envplane.api.rest_app import create_app
 from envplane.config import Settings
+from envplane.datadir import DataDirLock
 from envplane.environments import EnvironmentService
 from envplane.events import EventBus
 from envplane.metrics import Metrics
@@ -74,6 +75,16 @@ class Daemon:
     async def startup(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_lock = DataDirLock(s.data_dir, "an envplane daemon")
+        self.data_lock.acquire()
+        try:
+            await self._start_parts()
+        except BaseException:
+            self.data_lock.release()
+            raise
+
+    async def _start_parts(self) -> None:
+        s = self.settings
         self.store = Store(s.resolved_database_url)
         self.bus = EventBus(self.store)
         self.metrics = Metrics()
@@ -136,6 +147,7 @@ class Daemon:
         self.store.close()
         with contextlib.suppress(OSError):
             (self.settings.data_dir / STATE_FILE).unlink()
+        self.data_lock.release()
         logger.info("envplane stopped")
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:

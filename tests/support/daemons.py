@@ -36,7 +36,7 @@ class ThreadDaemon:
             task = asyncio.ensure_future(self.daemon.run(install_signal_handlers=False))
             while not getattr(self.daemon, "ready", None) or not self.daemon.ready.is_set():
                 if task.done():
-                    break
+                    task.result()  # a start-up failure: raised to start() by target()
                 await asyncio.sleep(0.01)
             started.set()
             await task

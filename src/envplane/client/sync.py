@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import grpc
 from envplane.client import _requests as build
 from envplane.client._errors import translate
 from envplane.client.address import default_address
+from envplane.client.retry import NO_RETRY, RECONNECT_OPTIONS, RetryPolicy
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
 
@@ -19,12 +21,17 @@ class EnvplaneClient:
 
     ``timeout`` (seconds) becomes each call's gRPC deadline; the daemon waits for a busy
     environment at most that long (``fail_if_busy=True`` fails at once instead).
+    ``retry`` retries unary calls that find the daemon UNAVAILABLE, within that deadline;
+    by default a call fails at once (the CLI reports a stopped daemon immediately).
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, timeout: float | None = None, retry: RetryPolicy = NO_RETRY
+    ) -> None:
         self.address = address or default_address()
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(self.address)
+        self.retry = retry
+        self._channel = grpc.insecure_channel(self.address, options=RECONNECT_OPTIONS)
         self._stub = pb_grpc.EnvironmentServiceStub(self._channel)
 
     def close(self) -> None:
@@ -37,10 +44,23 @@ class EnvplaneClient:
         self.close()
 
     def _call(self, method: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as exc:
-            raise translate(exc, self.address) from exc
+        budget = timeout or self.timeout
+        deadline = None if budget is None else time.monotonic() + budget
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+            try:
+                return getattr(self._stub, method)(request, timeout=remaining)
+            except grpc.RpcError as exc:
+                error = translate(exc, self.address)
+                delay = self.retry.delay_after(attempt) if exc.code() == grpc.StatusCode.UNAVAILABLE else None
+                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
+                    if attempt > 1:
+                        error.message += f" (gave up after {attempt} attempts)"
+                        error.args = (error.message,)
+                    raise error from exc
+            time.sleep(delay)
 
     def _stream(self, method: str, request: Any, timeout: float | None) -> Iterator[Any]:
         try:

@@ -1,0 +1,45 @@
+"""Retrying calls the daemon could not take: it is starting, restarting, or briefly unreachable.
+
+Only UNAVAILABLE is retried: the request did not reach a running service, so trying again
+cannot apply it twice. Every other status is an answer and is raised at once. The call's
+deadline covers all attempts together.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+# Let a restarted daemon be reached quickly: gRPC otherwise waits up to 120 s between
+# reconnection attempts, and every call inside that wait fails at once.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter between attempts; ``max_attempts`` counts the first call."""
+
+    max_attempts: int = 6
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.initial_backoff <= 0 or self.max_backoff < self.initial_backoff or self.multiplier < 1:
+            raise ValueError("backoff needs 0 < initial_backoff <= max_backoff and multiplier >= 1")
+
+    def delay_after(self, attempt: int) -> float | None:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based); None: give up."""
+        if attempt >= self.max_attempts:
+            return None
+        ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)

@@ -1,0 +1,129 @@
+"""What every provider shares: the variant registry, config handling and runtime_env building.
+
+A subclass says how to create, delete and export one environment; this class keeps which
+variant is bound to which environment (thread-safe: runners create envs from many threads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from envplane.environments.identity import EnvId
+from envplane.errors import AlreadyExists, InvalidArgument, NotFound
+from envplane.providers import ray_env
+from envplane.providers.contract import EnvironmentConfig, EnvironmentInfo, check_variant_id
+
+
+class ProviderBase:
+    """Implements the provider contract over four primitives (``_create`` ... ``_close``)."""
+
+    def __init__(self, *, portable_install_options: Sequence[str] = ()) -> None:
+        # Passed to Ray's `uv pip install` in portable runtime_envs, e.g. an index URL.
+        self.portable_install_options = list(portable_install_options)
+        self._variants: dict[str, EnvironmentInfo] = {}
+        self._lock = threading.Lock()
+
+    # -- the primitives a provider implements
+    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvironmentInfo:
+        raise NotImplementedError
+
+    def _delete(self, env: EnvId) -> bool:
+        raise NotImplementedError
+
+    def _requirements_txt(self, info: EnvironmentInfo) -> str:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    # -- the contract
+    def create_environment(self, variant_id: str, config: EnvironmentConfig | Mapping[str, Any]) -> EnvironmentInfo:
+        check_variant_id(variant_id)
+        config = EnvironmentConfig.of(config)
+        if config.ray:
+            config = _with_ray(config)
+        with self._lock:
+            bound = self._variants.get(variant_id)
+        if bound is not None and bound.env_id != config.env_id:
+            raise AlreadyExists(
+                f"variant {variant_id!r} is bound to environment {bound.env_id}, not {config.env_id}; "
+                "call cleanup_environment first"
+            )
+        info = self._create(variant_id, config)
+        with self._lock:
+            self._variants[variant_id] = info
+        return info
+
+    def get_environment(self, variant_id: str) -> EnvironmentInfo:
+        with self._lock:
+            info = self._variants.get(variant_id)
+        if info is None:
+            raise NotFound(f"unknown variant {variant_id!r}: call create_environment first")
+        return info
+
+    def get_runtime_env(self, variant_id: str, *, portable: bool = False, check_ray: bool = True) -> dict[str, Any]:
+        info = self.get_environment(variant_id)
+        if portable:
+            return ray_env.portable_runtime_env(self._requirements_txt(info), self.portable_install_options)
+        if check_ray:
+            ray_env.check_ray_ready(info)
+        return ray_env.local_runtime_env(info)
+
+    def cleanup_environment(self, variant_id: str) -> bool:
+        with self._lock:
+            info = self._variants.get(variant_id)
+        if info is None:
+            return False
+        try:
+            removed = self._delete(info.env_id)
+        except NotFound:
+            removed = False
+        with self._lock:
+            self._variants.pop(variant_id, None)
+        return removed
+
+    def variants(self) -> dict[str, EnvironmentInfo]:
+        """Every variant this provider created and has not cleaned up."""
+        with self._lock:
+            return dict(self._variants)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with_ray(config: EnvironmentConfig) -> EnvironmentConfig:
+    """Add the caller's ray, and default to the caller's Python minor version."""
+    wanted = ray_env.ray_requirement()
+    version = wanted.split("==", 1)[1]
+    others: list[str] = []
+    declared: list[str] = []
+    for spec in config.packages:
+        requirement = _requirement_or_none(spec)
+        is_ray = requirement is not None and canonicalize_name(requirement.name) == "ray"
+        (declared if is_ray else others).append(spec)
+    if any(not Requirement(spec).specifier.contains(version) for spec in declared):
+        raise InvalidArgument(f"packages ask for {declared} but the driver runs {wanted}: Ray needs the same")
+    packages = (*others, wanted)  # a compatible range becomes the exact pin
+    python = config.python_version or f"{sys.version_info.major}.{sys.version_info.minor}"
+    return dataclasses.replace(config, packages=packages, python_version=python)
+
+
+def _requirement_or_none(spec: str) -> Requirement | None:
+    """Bad specs are left for the service to reject with its own message."""
+    try:
+        return Requirement(spec)
+    except InvalidRequirement:
+        return None

@@ -1,0 +1,140 @@
+"""``LocalEnvironmentProvider``: the environment service in-process, no daemon.
+
+For notebooks, scripts and tests. The service is asynchronous, so it runs on an event loop
+in a background thread of its own; the provider's blocking methods submit to that loop and
+wait. The data dir is locked while the provider is open: a daemon on the same data dir
+refuses to start, and this provider refuses a data dir a daemon is serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from envplane.config import Settings
+from envplane.datadir import DataDirLock
+from envplane.environments import EnvironmentService, EnvStatus
+from envplane.environments.identity import EnvId
+from envplane.environments.views import EnvView
+from envplane.errors import FailedPrecondition
+from envplane.events import EventBus
+from envplane.providers.base import ProviderBase
+from envplane.providers.contract import EnvironmentConfig, EnvironmentInfo
+from envplane.store import Store
+
+T = TypeVar("T")
+
+
+class LocalEnvironmentProvider(ProviderBase):
+    """``data_dir`` (else ``ENVPLANE_DATA_DIR``, else the default) holds the envs; any other
+    :class:`~envplane.config.Settings` field can be given as a keyword (``find_links=[...]``)
+    or a whole ``settings`` object. ``timeout`` bounds each call, in seconds."""
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        timeout: float | None = None,
+        portable_install_options: tuple[str, ...] | list[str] = (),
+        **overrides: Any,
+    ) -> None:
+        super().__init__(portable_install_options=portable_install_options)
+        if settings is None:
+            if data_dir is not None:
+                overrides["data_dir"] = Path(data_dir)
+            settings = Settings(**overrides)
+        elif data_dir is not None or overrides:
+            raise TypeError("pass either settings or data_dir/overrides, not both")
+        self.settings = settings
+        self.timeout = timeout
+        self._data_lock = DataDirLock(settings.data_dir, "a LocalEnvironmentProvider")
+        self._data_lock.acquire()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="envplane-local", daemon=True)
+        self._thread.start()
+        self._closed = False
+        try:
+            self.service = self._run(self._open())
+        except BaseException:
+            self._stop_loop()
+            self._data_lock.release()
+            raise
+
+    async def _open(self) -> EnvironmentService:
+        self.store = Store(self.settings.resolved_database_url)
+        service = EnvironmentService(self.settings, self.store, EventBus(self.store))
+        await service.start()
+        return service
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if getattr(self, "_closed", False):
+            coro.close()
+            raise FailedPrecondition("this LocalEnvironmentProvider is closed")
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # Ctrl-C while waiting: cancel the operation (uv is killed)
+            raise
+
+    def _deadline(self) -> float | None:
+        return None if self.timeout is None else time.monotonic() + self.timeout
+
+    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvironmentInfo:
+        c, svc = config, self.service
+        env = c.env_id
+
+        async def create() -> tuple[EnvView, dict[str, str]]:
+            deadline = self._deadline()
+            view = await svc.create(env, c.packages, c.requirements, c.python_version, deadline=deadline, exist_ok=True)
+            if view.status == EnvStatus.BROKEN:  # reused, but its venv build is gone: rebuild it
+                view = (await svc.sync(env, deadline=deadline)).env
+            deps = await svc.list_deps(env)
+            return view, {p.name: p.version for p in deps.locked}
+
+        view, locked = self._run(create())
+        r = view.record
+        return EnvironmentInfo(
+            variant_id=variant_id,
+            workflow_id=env.workflow_id,
+            node_id=env.node_id,
+            version_id=env.version_id,
+            status=r.status,
+            env_path=view.env_path,
+            venv_path=view.venv_path,
+            python_executable=view.python_executable,
+            python_version=r.python_version,
+            lock_hash=view.lock_sha256,
+            packages=tuple(view.dependencies),
+            locked=locked,
+        )
+
+    def _delete(self, env: EnvId) -> bool:
+        self._run(self.service.delete(env, deadline=self._deadline()))
+        return True
+
+    def _requirements_txt(self, info: EnvironmentInfo) -> str:
+        return self._run(self.service.export(info.env_id, deadline=self._deadline())).requirements_txt
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+
+        async def shut() -> None:
+            await self.service.close()
+            self.store.close()
+
+        self._run(shut())
+        self._closed = True
+        self._stop_loop()
+        self._data_lock.release()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
