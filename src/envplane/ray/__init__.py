@@ -1,0 +1,14 @@
+"""Run workflow node variants on Ray, each inside its own envplane environment.
+
+>>> from envplane.providers import GrpcEnvironmentProvider
+>>> from envplane.ray import RayBatchRunner, Variant
+>>> with GrpcEnvironmentProvider() as provider:
+...     runner = RayBatchRunner(provider, workflow_id="ml_pipeline", node_id="rag")
+...     batch = runner.run(node, [Variant("v1", packages=["numpy==1.26.4"]),
+...                               Variant("v2", packages=["numpy==2.1.3"])])
+...     batch["v1"].value, batch["v2"].env.python_executable
+"""
+
+from envplane.ray.runner import BatchResult, RayBatchRunner, Variant, VariantResult
+
+__all__ = ["BatchResult", "RayBatchRunner", "Variant", "VariantResult"]
