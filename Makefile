@@ -26,11 +26,13 @@ $(RAY_WHEELS)/.complete: uv.lock | $(UV)
 run: .venv/.synced  ## start the daemon on defaults (gRPC 127.0.0.1:50051, REST 127.0.0.1:8000)
 	$(RUN) envplane serve
 
+# pytest and the Ray benchmark run from .venv directly, not under `uv run`: Ray notices a
+# driver started by `uv run` and replays `uv run` on its workers (see README, Ray section).
 test: .venv/.synced $(RAY_WHEELS)/.complete  ## the whole hermetic suite (real uv, gRPC, HTTP, SQLite, subprocesses)
-	$(RUN) pytest
+	.venv/bin/python -m pytest
 
 test-all: .venv/.synced $(RAY_WHEELS)/.complete  ## also the few tests that need the live package index
-	$(RUN) pytest -m ""
+	.venv/bin/python -m pytest -m ""
 
 lint: .venv/.synced
 	$(RUN) ruff check src tests benchmarks

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from envplane.errors import InvalidArgument, NotFound, ResolutionFailed
+from envplane.errors import FailedPrecondition, InvalidArgument, NotFound, ResolutionFailed
 from envplane.providers import GrpcEnvironmentProvider, InMemoryEnvironmentProvider
 from envplane.ray import RayBatchRunner, Variant
+from envplane.ray.runner import check_portable_allowed
 from tests.support.daemons import ThreadDaemon
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
@@ -141,3 +142,10 @@ def test_bad_batches_are_refused_up_front(provider: GrpcEnvironmentProvider, wf:
         runner.run(node, [{"variant_id": "a", "colour": "red"}])
     with pytest.raises(InvalidArgument, match="node_id"):
         RayBatchRunner(provider, workflow_id=wf, node_id="bad id!")
+
+
+def test_portable_mode_refuses_a_job_that_fixes_the_interpreter() -> None:
+    uv_run_job = {"py_executable": "uv run --python 3.11.7 python", "working_dir": "gcs://_ray_pkg_x.zip"}
+    with pytest.raises(FailedPrecondition, match=r"started with `uv run`.*RAY_ENABLE_UV_RUN_RUNTIME_ENV=0"):
+        check_portable_allowed(uv_run_job)
+    check_portable_allowed({"env_vars": {"A": "1"}})  # nothing fixes the interpreter: allowed

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from envplane.errors import EnvplaneError, InvalidArgument
+from envplane.errors import EnvplaneError, FailedPrecondition, InvalidArgument
 from envplane.providers.contract import EnvironmentConfig, EnvironmentInfo, EnvironmentProvider
 
 try:
@@ -114,7 +114,7 @@ class RayBatchRunner:
     Python minor version). ``portable=True`` gives Ray the pinned requirements instead of
     the interpreter path (for nodes that do not share the driver's filesystem).
     ``task_options`` go to ``.options()`` of every task (``num_cpus``, ``max_retries``...).
-    Ray is initialised as Ray does it by default when the driver has not done it already.
+    When the driver has not called ``ray.init()``, ``run`` calls it with Ray's defaults.
     """
 
     def __init__(
@@ -165,6 +165,10 @@ class RayBatchRunner:
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise InvalidArgument(f"variant ids must be unique; repeated: {duplicates}")
+        if not ray.is_initialized():
+            ray.init()
+        if self.portable:
+            check_portable_allowed(dict(ray.get_runtime_context().runtime_env))
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         results: dict[str, VariantResult] = {}
@@ -256,6 +260,20 @@ class RayBatchRunner:
         removed = {variant: self.provider.cleanup_environment(variant) for variant in sorted(self._ran)}
         self._ran.clear()
         return removed
+
+
+def check_portable_allowed(job_runtime_env: Mapping[str, Any]) -> None:
+    """Ray's ``uv`` plugin cannot build an env when the job already fixes ``py_executable``:
+    the job's interpreter wins and the task never starts. Ray sets one itself for a driver
+    started with ``uv run`` (it replays ``uv run`` on the workers)."""
+    executable = job_runtime_env.get("py_executable")
+    if executable:
+        raise FailedPrecondition(
+            f"portable=True cannot work in this Ray job: it runs every worker with py_executable={executable!r} "
+            "(Ray does this when the driver is started with `uv run`), and Ray's uv plugin cannot rebuild an env "
+            "under it. Start the driver with python directly (or set RAY_ENABLE_UV_RUN_RUNTIME_ENV=0), "
+            "or use portable=False"
+        )
 
 
 @contextmanager
