@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen
 RAY_WHEELS := .cache/ray-wheels
 export ENVPLANE_TEST_RAY_WHEELS := $(abspath $(RAY_WHEELS))
 
-.PHONY: run test test-all lint proto proto-check bench clean
+.PHONY: run test test-all lint proto proto-check bench bench-ray example clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -35,8 +35,8 @@ test-all: .venv/.synced $(RAY_WHEELS)/.complete  ## also the few tests that need
 	.venv/bin/python -m pytest -m ""
 
 lint: .venv/.synced
-	$(RUN) ruff check src tests benchmarks
-	$(RUN) ruff format --check src tests benchmarks
+	$(RUN) ruff check src tests benchmarks examples
+	$(RUN) ruff format --check src tests benchmarks examples
 	$(RUN) mypy
 
 proto: .venv/.synced  ## regenerate src/envplane/v1 from proto/
@@ -44,6 +44,12 @@ proto: .venv/.synced  ## regenerate src/envplane/v1 from proto/
 
 bench: .venv/.synced  ## side-by-side benchmarks against raw uv (see benchmarks/README.md)
 	$(RUN) python benchmarks/bench_environments.py
+
+bench-ray: .venv/.synced  ## one task in a fresh env: envplane provider vs Ray's own uv runtime_env
+	.venv/bin/python benchmarks/bench_ray.py
+
+example: .venv/.synced  ## examples/ray_batch.py: node variants with conflicting packages on local Ray
+	.venv/bin/python examples/ray_batch.py --cleanup
 
 clean:
 	rm -rf .venv .tools .cache .pytest_cache .mypy_cache .ruff_cache

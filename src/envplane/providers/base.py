@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -28,6 +28,7 @@ class ProviderBase:
         # Passed to Ray's `uv pip install` in portable runtime_envs, e.g. an index URL.
         self.portable_install_options = list(portable_install_options)
         self._variants: dict[str, EnvironmentInfo] = {}
+        self._locked_by_hash: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
 
     # -- the primitives a provider implements
@@ -42,6 +43,19 @@ class ProviderBase:
 
     def _close(self) -> None:
         raise NotImplementedError
+
+    def _locked_packages(self, lock_hash: str, fetch: Callable[[], dict[str, str]]) -> dict[str, str]:
+        """Pinned versions of a lock, fetched once per distinct lock: the pins follow from the
+        lock, so a reused env (same hash) costs one call instead of two."""
+        with self._lock:
+            known = self._locked_by_hash.get(lock_hash)
+        if known is None:
+            known = fetch()
+            with self._lock:
+                if len(self._locked_by_hash) > 1024:
+                    self._locked_by_hash.clear()
+                self._locked_by_hash[lock_hash] = known
+        return dict(known)
 
     # -- the contract
     def create_environment(self, variant_id: str, config: EnvironmentConfig | Mapping[str, Any]) -> EnvironmentInfo:

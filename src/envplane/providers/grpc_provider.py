@@ -54,7 +54,11 @@ class GrpcEnvironmentProvider(ProviderBase):
         )
         if env.status == pb.BROKEN:  # reused, but its venv build is gone: rebuild it
             env = self.client.sync_env(c.workflow_id, c.node_id, c.version_id).environment
-        deps = self.client.list_deps(c.workflow_id, c.node_id, c.version_id)
+
+        def locked() -> dict[str, str]:
+            deps = self.client.list_deps(c.workflow_id, c.node_id, c.version_id)
+            return {p.name: p.version for p in deps.locked}
+
         return EnvironmentInfo(
             variant_id=variant_id,
             workflow_id=env.ref.workflow_id,
@@ -67,7 +71,7 @@ class GrpcEnvironmentProvider(ProviderBase):
             python_version=env.python_version,
             lock_hash=env.lock_sha256,
             packages=tuple(env.dependencies),
-            locked={p.name: p.version for p in deps.locked},
+            locked=self._locked_packages(env.lock_sha256, locked),
         )
 
     def _delete(self, env: EnvId) -> bool:

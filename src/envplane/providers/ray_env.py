@@ -8,6 +8,7 @@ forever. Hence the checks here, before anything is submitted.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import sys
 from collections.abc import Sequence
@@ -20,8 +21,10 @@ from envplane.errors import RayNotReady
 from envplane.providers.contract import EnvironmentInfo
 
 
+@functools.cache
 def driver_ray_version() -> str:
-    """The ray installed beside the caller ("" when there is none)."""
+    """The ray installed beside the caller ("" when there is none). Cached: reading package
+    metadata takes milliseconds, and a running driver does not change its ray."""
     try:
         return importlib.metadata.version("ray")
     except importlib.metadata.PackageNotFoundError:

@@ -1,0 +1,47 @@
+"""The example in examples/ runs as the README shows (offline here: local wheels, the test cluster)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+
+
+def test_example_runs_variants_and_cleans_up(
+    tmp_path: Path, wheelhouse: Path, ray_wheelhouse: Path, uv_cache: Path
+) -> None:
+    command = [
+        sys.executable,
+        str(REPO / "examples" / "ray_batch.py"),
+        "--ray-address",
+        ray.get_runtime_context().gcs_address,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--no-index",
+        "--find-links",
+        str(wheelhouse),
+        "--find-links",
+        str(ray_wheelhouse),
+        "--variant",
+        "old=alpha==1.0.0",
+        "--variant",
+        "new=alpha==2.0.0,gamma==0.1.0",
+        "--variant",
+        "bad=broken",
+        "--cleanup",
+    ]
+    env = {**os.environ, "ENVPLANE_UV_CACHE_DIR": str(uv_cache), "COLUMNS": "200"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr  # one variant fails on purpose
+    assert "alpha==1.0.0" in done.stdout and "alpha==2.0.0, gamma==0.1.0" in done.stdout, done.stdout
+    assert "environment failed:" in done.stdout and "does-not-exist" in done.stdout
+    assert "removed 2 environment(s)" in done.stdout
+    assert not any((tmp_path / "data" / "projects").rglob("pyproject.toml")), "cleanup removed the envs"
