@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +149,17 @@ def test_portable_mode_refuses_a_job_that_fixes_the_interpreter() -> None:
     with pytest.raises(FailedPrecondition, match=r"started with `uv run`.*RAY_ENABLE_UV_RUN_RUNTIME_ENV=0"):
         check_portable_allowed(uv_run_job)
     check_portable_allowed({"env_vars": {"A": "1"}})  # nothing fixes the interpreter: allowed
+
+
+def test_the_batch_timeout_also_bounds_environment_creation(
+    provider: GrpcEnvironmentProvider, wf: str, slow_package: Callable[[float], str]
+) -> None:
+    slow = slow_package(8.0)  # its sdist takes 8 s to build
+    runner = RayBatchRunner(provider, workflow_id=wf, node_id="n")
+    started = time.monotonic()
+    batch = runner.run(node, [Variant("slow", packages=[slow])], timeout=2.0)
+    assert time.monotonic() - started < 6.0
+    (result,) = batch.results
+    assert (result.ok, result.stage) == (False, "environment")
+    assert "timeout passed while its environment was being made" in result.error
+    assert result.env_seconds >= 1.5

@@ -99,6 +99,14 @@ class BatchResult:
 
 
 @dataclass
+class _Prepared:
+    info: EnvironmentInfo | None
+    runtime_env: dict[str, Any] | None
+    error: BaseException | None
+    seconds: float
+
+
+@dataclass
 class _Running:
     variant: Variant
     env: EnvironmentInfo
@@ -172,49 +180,69 @@ class RayBatchRunner:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         results: dict[str, VariantResult] = {}
-        with _pickled_by_value(fn if self.pickle_by_value else None):
-            remote = ray.remote(fn)
-            running = self._create_and_submit(remote, batch, results)
-            self._collect(running, results, deadline)
+        running: dict[Any, _Running] = {}
+        try:
+            with _pickled_by_value(fn if self.pickle_by_value else None):
+                remote = ray.remote(fn)
+                self._create_and_submit(remote, batch, results, running, deadline)
+                self._collect(running, results, deadline)
+        except BaseException:  # Ctrl-C, or a bug: leave no task of this batch running
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
         return BatchResult([results[i] for i in ids], time.monotonic() - started)
 
-    def _prepare(self, variant: Variant) -> tuple[EnvironmentInfo, dict[str, Any], float]:
+    def _prepare(self, variant: Variant) -> _Prepared:
+        """Runs in a pool thread; never raises, so one variant cannot fail the batch."""
         began = time.monotonic()
-        info = self.provider.create_environment(variant.variant_id, self.config_for(variant))
-        runtime_env = self.provider.get_runtime_env(variant.variant_id, portable=self.portable)
-        return info, runtime_env, time.monotonic() - began
+        info: EnvironmentInfo | None = None
+        try:
+            info = self.provider.create_environment(variant.variant_id, self.config_for(variant))
+            runtime_env = self.provider.get_runtime_env(variant.variant_id, portable=self.portable)
+            return _Prepared(info, runtime_env, None, time.monotonic() - began)
+        except Exception as exc:
+            return _Prepared(info, None, exc, time.monotonic() - began)
 
     def _create_and_submit(
-        self, remote: Any, batch: list[Variant], results: dict[str, VariantResult]
-    ) -> dict[Any, _Running]:
-        running: dict[Any, _Running] = {}
-        workers = min(self.max_concurrent_creates, max(len(batch), 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="envplane-create") as pool:
-            futures: dict[Future[tuple[EnvironmentInfo, dict[str, Any], float]], Variant] = {
-                pool.submit(self._prepare, v): v for v in batch
-            }
-            for future in as_completed(futures):
-                variant = futures[future]
-                self._ran.add(variant.variant_id)
-                try:
-                    info, runtime_env, env_seconds = future.result()
-                except EnvplaneError as exc:
-                    logger.warning("variant %s: no environment: %s", variant.variant_id, exc.message)
-                    results[variant.variant_id] = VariantResult(
-                        variant.variant_id, False, stage="environment", error=exc.message, exception=exc
-                    )
+        self,
+        remote: Any,
+        batch: list[Variant],
+        results: dict[str, VariantResult],
+        running: dict[Any, _Running],
+        deadline: float | None,
+    ) -> None:
+        """Create envs concurrently; submit each variant's task as soon as its env is ready."""
+        began = time.monotonic()
+        pool = ThreadPoolExecutor(min(self.max_concurrent_creates, len(batch)) or 1, "envplane-create")
+        pending: dict[Future[_Prepared], Variant] = {pool.submit(self._prepare, v): v for v in batch}
+        self._ran.update(v.variant_id for v in batch)
+        try:
+            for future in as_completed(list(pending), timeout=_remaining(deadline)):
+                variant = pending.pop(future)
+                prepared = future.result()
+                if prepared.error is not None:
+                    results[variant.variant_id] = _failed_environment(variant, prepared, prepared.error)
                     continue
-                logger.info("variant %s: environment ready in %.2f s", variant.variant_id, env_seconds)
-                ref = remote.options(runtime_env=runtime_env, **self.task_options).remote(
+                assert prepared.info is not None and prepared.runtime_env is not None
+                logger.info("variant %s: environment ready in %.2f s", variant.variant_id, prepared.seconds)
+                ref = remote.options(runtime_env=prepared.runtime_env, **self.task_options).remote(
                     *variant.args, **dict(variant.kwargs)
                 )
-                running[ref] = _Running(variant, info, env_seconds, time.monotonic())
-        return running
+                running[ref] = _Running(variant, prepared.info, prepared.seconds, time.monotonic())
+        except TimeoutError:
+            timed_out = TimeoutError("the batch timeout passed while its environment was being made")
+            for variant in pending.values():
+                results[variant.variant_id] = _failed_environment(
+                    variant, _Prepared(None, None, timed_out, time.monotonic() - began), timed_out
+                )
+        finally:
+            # Creates still running go on in the background (a blocking provider call cannot
+            # be interrupted); creates not started yet are dropped.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _collect(self, running: dict[Any, _Running], results: dict[str, VariantResult], deadline: float | None) -> None:
         while running:
-            wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=wait)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=_remaining(deadline))
             if not ready:  # the batch deadline passed
                 for ref, item in running.items():
                     ray.cancel(ref, force=True)
@@ -260,6 +288,25 @@ class RayBatchRunner:
         removed = {variant: self.provider.cleanup_environment(variant) for variant in sorted(self._ran)}
         self._ran.clear()
         return removed
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+def _failed_environment(variant: Variant, prepared: _Prepared, error: BaseException) -> VariantResult:
+    message = error.message if isinstance(error, EnvplaneError) else f"{type(error).__name__}: {error}"
+    message = message.splitlines()[0] if message else type(error).__name__
+    logger.warning("variant %s: no environment: %s", variant.variant_id, message)
+    return VariantResult(
+        variant.variant_id,
+        False,
+        stage="environment",
+        error=message,
+        exception=error,
+        env=prepared.info,
+        env_seconds=prepared.seconds,
+    )
 
 
 def check_portable_allowed(job_runtime_env: Mapping[str, Any]) -> None:
