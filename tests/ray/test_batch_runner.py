@@ -51,6 +51,7 @@ def test_variants_with_conflicting_versions_run_side_by_side(provider: GrpcEnvir
         "the driver must not have the packages the variants use"
     )
     runner = RayBatchRunner(provider, workflow_id=wf, node_id="scorer")
+    landed: list[str] = []
     batch = runner.run(
         node,
         [
@@ -59,7 +60,9 @@ def test_variants_with_conflicting_versions_run_side_by_side(provider: GrpcEnvir
             Variant("broken", packages=["broken"]),
         ],
         timeout=240,
+        on_result=lambda result: landed.append(result.variant_id),
     )
+    assert sorted(landed) == ["broken", "new", "old"] and landed[0] == "broken", "reported as they finished"
     old, new, broken = batch.results
     assert [r.variant_id for r in batch] == ["old", "new", "broken"]
 

@@ -45,3 +45,16 @@ def test_example_runs_variants_and_cleans_up(
     assert "environment failed:" in done.stdout and "does-not-exist" in done.stdout
     assert "removed 2 environment(s)" in done.stdout
     assert not any((tmp_path / "data" / "projects").rglob("pyproject.toml")), "cleanup removed the envs"
+
+
+@pytest.mark.network
+def test_example_from_pypi_as_the_readme_shows(tmp_path: Path) -> None:
+    """`make example`, against the live index (deselected by default; `make test-all`)."""
+    command = [sys.executable, str(REPO / "examples" / "ray_batch.py"), "--data-dir", str(tmp_path), "--cleanup"]
+    command += ["--ray-address", ray.get_runtime_context().gcs_address]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for seen in ("six==1.16.0", "six==1.17.0", "tabulate==0.9.0", "removed 3 environment(s)"):
+        assert seen in done.stdout, done.stdout

@@ -98,6 +98,19 @@ class BatchResult:
         return {r.variant_id: r.value for r in self.results if r.ok}
 
 
+class _Results(dict[str, VariantResult]):
+    """Variant id -> result, telling the caller's ``on_result`` of each as it lands."""
+
+    def __init__(self, on_result: Callable[[VariantResult], None] | None) -> None:
+        super().__init__()
+        self.on_result = on_result
+
+    def __setitem__(self, variant_id: str, result: VariantResult) -> None:
+        super().__setitem__(variant_id, result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+
 @dataclass
 class _Prepared:
     info: EnvironmentInfo | None
@@ -165,9 +178,11 @@ class RayBatchRunner:
         variants: Iterable[Variant | Mapping[str, Any]],
         *,
         timeout: float | None = None,
+        on_result: Callable[[VariantResult], None] | None = None,
     ) -> BatchResult:
-        """Run every variant; ``timeout`` (seconds) bounds the whole batch, and a task still
-        running then is cancelled and reported as failed."""
+        """Run every variant; ``timeout`` (seconds) bounds the whole batch: a task still
+        running then is cancelled, and a variant still waiting for its env fails.
+        ``on_result`` is called with each variant's result as soon as it is known (progress)."""
         batch = [Variant.of(v) for v in variants]
         ids = [v.variant_id for v in batch]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -179,7 +194,7 @@ class RayBatchRunner:
             check_portable_allowed(dict(ray.get_runtime_context().runtime_env))
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
-        results: dict[str, VariantResult] = {}
+        results = _Results(on_result)
         running: dict[Any, _Running] = {}
         try:
             with _pickled_by_value(fn if self.pickle_by_value else None):
