@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate the Python code for proto/ into src/ (package envplane.v1). `make proto` runs this;
+# Regenerate the Python code for proto/ into src/: envplane.v1, and the UV Venv Manager compat
+# protocol (package envmanager, generated as envplane.envmanager). `make proto` runs this;
 # tests/api/test_proto_generated.py checks that the committed files match a fresh generation.
 set -euo pipefail
 out="${1:-src}"
@@ -8,3 +9,19 @@ python -m grpc_tools.protoc -I proto \
   --python_out="$out" --grpc_python_out="$out" --mypy_out="$out" --mypy_grpc_out="$out" \
   proto/envplane/v1/*.proto
 touch "$out/envplane/v1/__init__.py"
+
+# The compat proto keeps its own file name (envmanager/env_manager.proto): clients generated from
+# the same file load beside it in one process. Its code goes under envplane/, imports fixed up.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python -m grpc_tools.protoc -I proto \
+  --python_out="$tmp" --grpc_python_out="$tmp" --mypy_out="$tmp" --mypy_grpc_out="$tmp" \
+  proto/envmanager/env_manager.proto
+mkdir -p "$out/envplane/envmanager"
+for f in "$tmp"/envmanager/*; do
+  sed -e 's/^from envmanager import /from envplane.envmanager import /' \
+      -e 's/^import envmanager\.env_manager_pb2$/import envplane.envmanager.env_manager_pb2/' \
+      -e 's/envmanager\.env_manager_pb2\./envplane.envmanager.env_manager_pb2./g' \
+      "$f" > "$out/envplane/envmanager/$(basename "$f")"
+done
+touch "$out/envplane/envmanager/__init__.py"

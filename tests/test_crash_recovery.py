@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from envplane import errors
@@ -174,3 +175,51 @@ def test_sigterm_stops_cleanly(process_daemon: ProcessDaemon) -> None:
     assert daemon.stop() == 0
     assert "envplane stopped" in daemon.log() or daemon.proc.returncode == 0  # type: ignore[union-attr]
     assert not (daemon.data_dir / "daemon.json").exists()
+
+
+def test_kill9_mid_run_code_kills_the_users_code_on_restart(process_daemon: ProcessDaemon, tmp_path: Path) -> None:
+    """RunCode (the compat face) runs users' code in a recorded process group, like uv."""
+    from envplane.envmanager import env_manager_pb2 as em
+    from envplane.envmanager import env_manager_pb2_grpc as em_grpc
+
+    daemon = process_daemon.start()
+    pid_file = tmp_path / "code.pid"
+    with EnvplaneClient(daemon.grpc_addr, timeout=120) as client:
+        client.create_env("wf", "runner")
+    stub = em_grpc.EnvManagerServiceStub(grpc.insecure_channel(daemon.grpc_addr))
+    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(300)\n"
+
+    def run_code() -> None:
+        try:
+            stub.RunCode(em.RunCodeRequest(workflow_id="wf", node_id="runner", code=code))
+        except grpc.RpcError:
+            pass  # the daemon dies under the call
+
+    _in_background(run_code)
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the code did not start"
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    daemon.kill9()
+    assert Path(f"/proc/{pid}").exists(), "the code outlived the daemon"
+    assert [m.name for m in daemon.data_dir.joinpath("run").glob("code-*")] == [f"code-{pid}"]
+    daemon.start()
+    assert _gone(pid), "the restart killed the dead daemon's RunCode process"
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
+        (run,) = client.get_operations("wf", operation="run").operations
+        assert run.status == "FAILED" and "interrupted" in run.error
+    daemon.stop()
+
+
+def _gone(pid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     max_concurrent_uv: int = Field(default_factory=_default_uv_concurrency, ge=1)
     uv_timeout_seconds: float = Field(default=900.0, gt=0)
 
+    # RunCode (the UV Venv Manager compat face): users' code run with an env's interpreter
+    run_code_enabled: bool = True
+    run_code_timeout_seconds: float = Field(default=300.0, gt=0)  # when a request names none
+    # Serve the UV Venv Manager protocol (envmanager.EnvManagerService) beside envplane.v1
+    compat_envmanager: bool = True
+
     # API behaviour
     max_page_size: int = Field(default=500, ge=1)
     default_page_size: int = Field(default=50, ge=1)

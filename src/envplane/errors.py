@@ -12,6 +12,7 @@
     │   └── RayNotReady          Ray cannot start workers in the env (providers) client side only
     ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
     ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
+    ├── Unimplemented            the operation is switched off on this daemon    gRPC UNIMPLEMENTED      HTTP 501
     └── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
 
 The per-transport tables live in ``api/grpc_errors.py``, ``api/rest_errors.py`` and
@@ -70,6 +71,10 @@ class DeadlineExceeded(EnvplaneError):
 
 class Unavailable(EnvplaneError):
     """The daemon could not be reached."""
+
+
+class Unimplemented(EnvplaneError):
+    """The daemon does not offer this operation (a setting switched it off)."""
 
 
 class InternalError(EnvplaneError):

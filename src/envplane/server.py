@@ -92,7 +92,7 @@ class Daemon:
         report = await self.service.start()
         if report.operations_failed or report.creates_failed or report.broken:
             logger.warning("recovered after an unclean stop: %s", report)
-        self.grpc = GrpcServer(self.service, s.grpc_addr)
+        self.grpc = GrpcServer(self.service, s.grpc_addr, compat_envmanager=s.compat_envmanager)
         await self.grpc.start()
         self.grpc_port = self.grpc.port
         self.http_socket = bind_socket(s.http_addr)

@@ -6,25 +6,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_generated_code_is_up_to_date(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("generated")
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)],
+        ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(out)],
         check=True,
         cwd=ROOT,
         env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"},
         capture_output=True,
     )
-    generated = sorted(p.name for p in (tmp_path / "envplane" / "v1").glob("*_pb2*"))
-    assert generated == [
-        "environments_pb2.py",
-        "environments_pb2.pyi",
-        "environments_pb2_grpc.py",
-        "environments_pb2_grpc.pyi",
-    ]
+    return out
+
+
+@pytest.mark.parametrize(("package", "stem"), [("v1", "environments"), ("envmanager", "env_manager")])
+def test_generated_code_is_up_to_date(fresh: Path, package: str, stem: str) -> None:
+    generated = sorted(p.name for p in (fresh / "envplane" / package).glob("*_pb2*"))
+    assert generated == [f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py", f"{stem}_pb2_grpc.pyi"]
     for name in generated:
-        fresh = (tmp_path / "envplane" / "v1" / name).read_text()
-        committed = (ROOT / "src" / "envplane" / "v1" / name).read_text()
-        assert fresh == committed, f"{name} is stale: run `make proto` and commit the result"
+        committed = (ROOT / "src" / "envplane" / package / name).read_text()
+        assert (fresh / "envplane" / package / name).read_text() == committed, (
+            f"{name} is stale: run `make proto` and commit the result"
+        )

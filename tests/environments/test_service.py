@@ -300,7 +300,8 @@ async def test_operations_audit_filters_pages_and_deletes(service: EnvironmentSe
     second = await service.operations(page_size=2, page_token=first.next_page_token)
     assert [o.id for o in first.items + second.items] == [o.id for o in everything.items]
     assert (await service.operations(node_id="a", operation="add")).total == 1
-    assert await service.delete_operations(workflow_id="wf", node_id="a") == 2
+    deleted = await service.delete_operations(workflow_id="wf", node_id="a")
+    assert (deleted.count, deleted.node_ids) == (2, ["a"])
     assert (await service.operations()).total == 1
 
 

@@ -162,10 +162,10 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
 
     @mapped
     async def DeleteOperations(self, request: pb.DeleteOperationsRequest, context: Ctx) -> pb.DeleteOperationsResponse:
-        count = await self._svc.delete_operations(
+        deleted = await self._svc.delete_operations(
             workflow_id=request.workflow_id, node_id=request.node_id, before=request.before or None
         )
-        return pb.DeleteOperationsResponse(deleted_count=count)
+        return pb.DeleteOperationsResponse(deleted_count=deleted.count)
 
     @mapped
     async def WatchEvents(self, request: pb.WatchEventsRequest, context: Ctx) -> AsyncIterator[pb.Event]:

@@ -23,6 +23,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], grpc.StatusCode], ...] = (
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (errors.InternalError, grpc.StatusCode.INTERNAL),
 )
 MAX_DETAILS = 16 * 1024  # gRPC carries details in a header: keep uv's output bounded

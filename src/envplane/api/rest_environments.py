@@ -294,8 +294,8 @@ async def get_operations(
 
 @router.delete("/operations", summary="Delete finished audit records")
 async def delete_operations(request: Request, workflow_id: str = "", node_id: str = "", before: float = 0.0) -> Json:
-    count = await _service(request).delete_operations(workflow_id=workflow_id, node_id=node_id, before=before or None)
-    return {"deleted_count": count}
+    deleted = await _service(request).delete_operations(workflow_id=workflow_id, node_id=node_id, before=before or None)
+    return {"deleted_count": deleted.count}
 
 
 @router.get(

@@ -23,6 +23,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], int, str], ...] = (
     (errors.FailedPrecondition, 409, "FAILED_PRECONDITION"),
     (errors.DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
     (errors.Unavailable, 503, "UNAVAILABLE"),
+    (errors.Unimplemented, 501, "UNIMPLEMENTED"),
     (errors.InternalError, 500, "INTERNAL"),
 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from envplane.environments.interpreters import (
 from envplane.environments.layout import (
     LOCKFILE,
     PYPROJECT,
+    write_atomic,
 )
 from envplane.environments.specs import collect_specs, parse_spec, spec_hash
 from envplane.environments.uv import UvResult
@@ -37,19 +39,24 @@ from envplane.environments.views import (
     EnvView,
     ExportView,
     OperationOutcome,
+    OperationsDeleted,
     OpStatus,
     Progress,
+    RunOutcome,
 )
 from envplane.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     EnvplaneError,
     FailedPrecondition,
     InternalError,
     InvalidArgument,
     NotFound,
+    Unimplemented,
 )
 from envplane.events import EventType
 from envplane.pagination import Page, make_page, resolve_window
+from envplane.processes import ProcessResult, run_group
 from envplane.store import EnvRecord, EventRecord, OperationRecord
 from envplane.store import repository as repo
 
@@ -560,6 +567,88 @@ class EnvironmentService(OperationEngine):
             await self._release_builds()
         return OperationOutcome(self._view(env, record), op)
 
+    # ------------------------------------------------------------------ run code
+
+    async def run_code(
+        self,
+        env: EnvId,
+        code: str,
+        *,
+        timeout: float = 0,
+        deadline: float | None = None,
+        fail_if_busy: bool = False,
+    ) -> RunOutcome:
+        """Run Python ``code`` with the env's interpreter, in the env folder, in a process group
+        of its own: killed with its children when ``timeout`` (default: the setting) or the call's
+        deadline passes. Audited as operation ``run``; a non-zero exit is a FAILED run, not an error."""
+        if not self.settings.run_code_enabled:
+            raise Unimplemented("RunCode is disabled on this daemon (ENVPLANE_RUN_CODE_ENABLED=false)")
+        if not code.strip():
+            raise InvalidArgument("code is empty")
+        if timeout < 0:
+            raise InvalidArgument(f"timeout must be >= 0 seconds (0 = the default), got {timeout}")
+        limit = timeout or self.settings.run_code_timeout_seconds
+        by_deadline = deadline is not None and deadline - time.monotonic() < limit
+        if deadline is not None:
+            limit = min(limit, deadline - time.monotonic())
+            if limit <= 0:
+                raise DeadlineExceeded("the call's deadline passed before the code could start")
+        key = env.key
+        async with self.env_locks.hold(env, holder="run", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)):
+            await self._ready_record(env, "run code in")
+            details = {"timeout_s": round(limit, 3), "code_bytes": len(code.encode())}
+            op_id = await self._commit(lambda s, _e: repo.start_operation(s, key, "run", details))
+            result: ProcessResult | None = None
+            try:
+                result = await self._run_python(env, code, op_id, limit)
+                if result.timed_out:
+                    why = (
+                        "the call's deadline passed while the code ran"
+                        if by_deadline
+                        else f"the code ran longer than its timeout of {limit:g} s"
+                    )
+                    raise DeadlineExceeded(f"{why}; its process group was killed", detail=result.stderr[-4000:])
+
+                done = result
+
+                def finish(session: Session, _events: list[EventRecord]) -> OperationRecord:
+                    repo.touch_env(session, key, time.time())
+                    return repo.finish_operation(
+                        session,
+                        op_id,
+                        status=OpStatus.SUCCEEDED if done.exit_code == 0 else OpStatus.FAILED,
+                        stdout=done.stdout,
+                        stderr=done.stderr,
+                        exit_code=done.exit_code,
+                        error="" if done.exit_code == 0 else f"the code exited with code {done.exit_code}",
+                    )
+
+                op = await self._commit(finish)
+            except BaseException as exc:
+                await self._fail_operation(op_id, exc, [result] if result else [])
+                raise
+        self._observe(op)
+        return RunOutcome(env, op, done.exit_code, done.stdout, done.stderr)
+
+    async def _run_python(self, env: EnvId, code: str, op_id: int, timeout: float) -> ProcessResult:
+        """The code goes in a file (argv has a size limit); the env's venv is activated for it."""
+        script = self.layout.tmp / f"run-{op_id}.py"
+        await asyncio.to_thread(write_atomic, script, code)
+        venv = self.layout.venv_link(env)
+        variables = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON"))}
+        variables.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+        try:
+            return await run_group(
+                [str(self.layout.python_executable(env)), str(script)],
+                label="code",
+                run_dir=self.uv.run_dir,
+                timeout=timeout,
+                cwd=self.layout.project_dir(env),
+                env=variables,
+            )
+        finally:
+            script.unlink(missing_ok=True)
+
     # ------------------------------------------------------------------ delete and cleanup
 
     async def delete(self, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False) -> OperationRecord:
@@ -655,11 +744,14 @@ class EnvironmentService(OperationEngine):
         )
         return make_page(records, total, offset, limit)
 
-    async def delete_operations(self, *, workflow_id: str = "", node_id: str = "", before: float | None = None) -> int:
+    async def delete_operations(
+        self, *, workflow_id: str = "", node_id: str = "", before: float | None = None
+    ) -> OperationsDeleted:
         """Delete finished audit records matching the filter (RUNNING ones are kept)."""
-        return await self.store.run(
+        count, nodes = await self.store.run(
             lambda s: repo.delete_operations(s, workflow_id=workflow_id, node_id=node_id, before=before)
         )
+        return OperationsDeleted(count, [n for n in nodes if n])
 
     def watch(self, after: int = 0, *, types: Sequence[str] = (), follow: bool = True) -> AsyncIterator[EventRecord]:
         if after < 0:

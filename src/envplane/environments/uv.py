@@ -5,25 +5,25 @@ many uv processes run at once, (b) package sources come from settings as explici
 (uv has no environment variable for ``--no-index``), (c) interpreter downloads are off, and
 (d) a cancelled request kills uv's whole process group instead of leaving it running, and
 (e) each running group is recorded under ``<data_dir>/run/`` so that, after a ``kill -9`` of the
-daemon, the next start can kill what the dead daemon left running (``kill_orphans``).
+daemon, the next start can kill what the dead daemon left running (``processes.py`` does (d)/(e)).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import os
-import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from envplane.config import Settings
 from envplane.errors import DeadlineExceeded
+from envplane.processes import LineCallback as LineCallback
+from envplane.processes import ProcessResult, kill_orphans, run_group
 
-LineCallback = Callable[[str], Awaitable[None]]
-MAX_CAPTURE_BYTES = 256 * 1024
+# What a uv run gives back: the command's args (without the binary), exit code, output.
+UvResult = ProcessResult
 
 
 def find_uv_binary(configured: str | None) -> str:
@@ -36,25 +36,6 @@ def find_uv_binary(configured: str | None) -> str:
         return str(find_uv_bin())
     except (ImportError, FileNotFoundError):  # pragma: no cover - depends on the install
         return "uv"
-
-
-@dataclass(frozen=True)
-class UvResult:
-    args: tuple[str, ...]
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration_s: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
-
-
-def _clip(data: bytes) -> str:
-    if len(data) > MAX_CAPTURE_BYTES:
-        data = data[-MAX_CAPTURE_BYTES:]
-    return data.decode(errors="replace")
 
 
 class UvRunner:
@@ -127,76 +108,22 @@ class UvRunner:
         async with self._slots:
             self._running += 1
             self.started_total += 1
-            started = time.monotonic()
-            proc = await asyncio.create_subprocess_exec(
-                self.binary,
-                *args,
-                cwd=cwd,
-                env=self._environment(env),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
-            )
-            marker = self._record_group(proc.pid)
             try:
-                assert proc.stdout is not None and proc.stderr is not None
-                out_task = asyncio.ensure_future(proc.stdout.read())
-                err_task = asyncio.ensure_future(self._read_lines(proc.stderr, on_line))
-                try:
-                    async with asyncio.timeout(timeout):
-                        stdout, stderr = await asyncio.gather(out_task, err_task)
-                        await proc.wait()
-                except TimeoutError as exc:
-                    raise DeadlineExceeded(
-                        f"uv {args[0]} did not finish within {timeout:.0f} s and was stopped"
-                    ) from exc
+                result = await run_group(
+                    [self.binary, *args],
+                    label="uv",
+                    run_dir=self.run_dir,
+                    timeout=timeout,
+                    cwd=cwd,
+                    env=self._environment(env),
+                    on_line=on_line,
+                )
             finally:
                 self._running -= 1
-                if proc.returncode is None:
-                    await _kill_group(proc)
-                marker.unlink(missing_ok=True)
-        assert proc.returncode is not None
-        return UvResult(tuple(args), proc.returncode, _clip(stdout), _clip(stderr), time.monotonic() - started)
-
-    def _record_group(self, pgid: int) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        marker = self.run_dir / f"uv-{pgid}"
-        marker.write_text(f"{pgid}\n")
-        return marker
+        if result.timed_out:
+            raise DeadlineExceeded(f"uv {args[0]} did not finish within {timeout:.0f} s and was stopped")
+        return dataclasses.replace(result, args=tuple(args))
 
     def kill_orphans(self) -> list[int]:
-        """Kill the uv process groups a previous daemon recorded and did not reap."""
-        killed: list[int] = []
-        if not self.run_dir.is_dir():
-            return killed
-        for marker in self.run_dir.glob("uv-*"):
-            with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
-                pgid = int(marker.name.removeprefix("uv-"))
-                os.killpg(pgid, signal.SIGKILL)
-                killed.append(pgid)
-            marker.unlink(missing_ok=True)
-        return killed
-
-    @staticmethod
-    async def _read_lines(stream: asyncio.StreamReader, on_line: LineCallback | None) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while line := await stream.readline():
-            size += len(line)
-            chunks.append(line)
-            while size > MAX_CAPTURE_BYTES * 2 and len(chunks) > 1:
-                size -= len(chunks.pop(0))
-            if on_line is not None:
-                text = line.decode(errors="replace").rstrip()
-                if text:
-                    await on_line(text)
-        return b"".join(chunks)
-
-
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL uv and anything it spawned, then reap it. Shielded so cancellation cannot skip it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await asyncio.shield(proc.wait())
+        """Kill the process groups (uv, users' code) a previous daemon recorded and did not reap."""
+        return kill_orphans(self.run_dir)

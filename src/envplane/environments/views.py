@@ -79,6 +79,23 @@ class ExportView:
 
 
 @dataclass(frozen=True)
+class RunOutcome:
+    """What code run with an env's interpreter did (RunCode)."""
+
+    id: EnvId
+    operation: OperationRecord
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class OperationsDeleted:
+    count: int
+    node_ids: list[str]  # the distinct nodes whose records went
+
+
+@dataclass(frozen=True)
 class CleanupOutcome:
     removed: list[EnvId]
     builds_removed: list[str]

@@ -228,14 +228,16 @@ def list_operations(
 
 def delete_operations(
     session: Session, *, workflow_id: str = "", node_id: str = "", before: float | None = None
-) -> int:
-    statement = _operation_filter(delete(OperationRow), workflow_id, node_id, None, "", "").where(
-        OperationRow.status != "RUNNING"
-    )
-    if before is not None:
-        statement = statement.where(OperationRow.started_at < before)
-    result = session.execute(statement)
-    return int(getattr(result, "rowcount", 0) or 0)
+) -> tuple[int, list[str]]:
+    """Delete finished records matching the filter: (how many, the distinct node ids)."""
+
+    def matching(query: Any) -> Any:
+        query = _operation_filter(query, workflow_id, node_id, None, "", "").where(OperationRow.status != "RUNNING")
+        return query if before is None else query.where(OperationRow.started_at < before)
+
+    nodes = sorted(session.scalars(matching(select(OperationRow.node_id).distinct())).all())
+    result = session.execute(matching(delete(OperationRow)))
+    return int(getattr(result, "rowcount", 0) or 0), nodes
 
 
 def fail_running_operations(session: Session, reason: str) -> list[OperationRecord]:

@@ -188,7 +188,7 @@ class Operation(_message.Message):
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     operation: _builtins.str
-    """create | add | update | remove | sync | delete | cleanup"""
+    """create | add | update | remove | sync | delete | cleanup | run (RunCode, compat)"""
     status: _builtins.str
     """RUNNING | SUCCEEDED | FAILED"""
     started_at: _builtins.float
