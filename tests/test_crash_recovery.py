@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def process_daemon(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> ProcessDaemon:
+def process_daemon(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> Iterator[ProcessDaemon]:
     data = tmp_path / "data"
     data.mkdir()
     env = {
@@ -34,7 +34,10 @@ def process_daemon(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> ProcessD
         "ENVPLANE_DEFAULT_PYTHON": "3.11",
         "ENVPLANE_LOG_LEVEL": "warning",
     }
-    return ProcessDaemon(env, data)
+    daemon = ProcessDaemon(env, data)
+    yield daemon
+    if daemon.proc is not None and daemon.proc.poll() is None:
+        daemon.stop()  # a test that failed half-way still leaves no daemon behind
 
 
 def _in_background(call: Callable[[], object]) -> threading.Thread:

@@ -78,13 +78,15 @@ async def run_group(
         stdout = out_task.result() if out_task in done else b""
         stderr = err_task.result() if err_task in done else b""
     finally:
+        # Kill and forget the marker first: these cannot be interrupted. Reaping comes last,
+        # since a second cancellation can interrupt the wait (the reaper then finishes alone).
         if proc.returncode is None:
-            await _kill_group(proc)
-        with contextlib.suppress(Exception):
-            await asyncio.shield(proc.wait())
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         marker.unlink(missing_ok=True)
         for task in (out_task, err_task):
             task.cancel()
+        await reap(proc)
     assert proc.returncode is not None
     return ProcessResult(
         tuple(argv),
@@ -135,8 +137,25 @@ async def _read_capped(stream: asyncio.StreamReader, on_line: LineCallback | Non
 
 
 async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the process and anything it spawned, then reap it (shielded from cancellation)."""
+    """SIGKILL the process and anything it spawned, then reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(Exception):
-        await asyncio.shield(proc.wait())
+    await reap(proc)
+
+
+_reapers: set[asyncio.Future[int]] = set()
+
+
+async def reap(proc: asyncio.subprocess.Process) -> None:
+    """Wait for the process to be collected. If the caller is cancelled meanwhile, the wait goes
+    on in the background (referenced here until done): an unreaped child would stay a zombie,
+    and its transport would be garbage-collected as "still running"."""
+    if proc.returncode is not None:
+        return
+    waiter = asyncio.ensure_future(proc.wait())
+    try:
+        await asyncio.shield(waiter)
+    except asyncio.CancelledError:
+        _reapers.add(waiter)
+        waiter.add_done_callback(_reapers.discard)
+        raise

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from envplane.environments.project import uv_error_headline
 from envplane.environments.uv import UvRunner
 from envplane.errors import InvalidArgument
+from envplane.processes import reap
 
 _REQUEST = re.compile(r"[A-Za-z0-9<>=!~][A-Za-z0-9@.+<>=!~,*_-]{0,63}")
 CACHE_SECONDS = 300.0
@@ -104,7 +105,7 @@ class InterpreterFinder:
         finally:
             if proc.returncode is None:  # cancelled: do not leave the probe running
                 proc.kill()
-                await asyncio.shield(proc.wait())
+                await reap(proc)
         version = out.decode().strip()
         if proc.returncode != 0 or not version:
             raise InvalidArgument(f"python_version {request!r}: the interpreter uv found at {path} does not run")
