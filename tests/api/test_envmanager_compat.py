@@ -4,6 +4,7 @@ daemon: an existing client pointed at envplane works unchanged."""
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,6 +119,9 @@ def test_the_original_client_flow(stub: Any, pb: ModuleType, wf: str) -> None:
     gone = stub.DeleteOperations(pb.DeleteOperationsRequest(workflow_id=wf))
     assert (gone.workflow_id, gone.deleted_count, list(gone.deleted_node_ids)) == (wf, 7, ["rag"])
 
+    swept = stub.Cleanup(pb.CleanupRequest(idle_hours=24))  # every env of this session is fresh
+    assert list(swept.deleted) == [] and abs(swept.checked_at_unix - time.time()) < 60
+
 
 @pytest.mark.parametrize(
     ("rpc", "fields", "status", "fragment"),
@@ -213,6 +217,24 @@ def test_switched_off_run_code_and_face_are_unimplemented(
         assert status == grpc.StatusCode.UNIMPLEMENTED
     finally:
         no_face.stop()
+
+
+def test_cleanup_lists_what_it_deleted(
+    generated: tuple[ModuleType, ModuleType], pb: ModuleType, make_settings: Any
+) -> None:
+    settings: Settings = make_settings(log_level="warning")
+    own = ThreadDaemon(settings).start()
+    try:
+        stub = stub_for(own.grpc_addr, generated)
+        for node, version in (("idle", ""), ("idle", "v2"), ("busy", "")):
+            stub.CreateEnv(pb.CreateEnvRequest(workflow_id="wf", node_id=node, version_id=version))
+        with sqlite3.connect(settings.data_dir / "envplane.db") as db:  # last used 3 days ago
+            db.execute("UPDATE environments SET last_used_at = ? WHERE node_id = 'idle'", (time.time() - 72 * 3600,))
+        swept = stub.Cleanup(pb.CleanupRequest(idle_hours=48))
+        assert sorted(swept.deleted) == ["wf/idle", "wf/idle@v2"]
+        assert stub.GetEnvStatus(pb.GetEnvStatusRequest(workflow_id="wf", node_id="busy")).status == "ACTIVE"
+    finally:
+        own.stop()
 
 
 # --- the wire format: bytes encoded by the original field numbers ---------------------------

@@ -604,7 +604,7 @@ class CleanupResponse(_message.Message):
     checked_at_unix: _builtins.int
     @_builtins.property
     def deleted(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """"workflow_id/node_id" or "workflow_id/node_id/version_id" """
+        """"workflow_id/node_id", or "workflow_id/node_id@version_id" when versioned"""
 
     def __init__(
         self,
