@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from envplane import errors
 from envplane.client import AsyncEnvplaneClient, EnvplaneClient
+from envplane.client.retry import RetryPolicy
 from envplane.v1 import environments_pb2 as pb
 from tests.support.daemons import ThreadDaemon
 from tests.support.envcheck import version_in_env
@@ -207,6 +208,15 @@ async def test_async_client(daemon: ThreadDaemon, wf: str) -> None:
         assert phases[-1] == "done"
         with pytest.raises(errors.NotFound):
             await client.get_env(wf, "zzz")
+
+
+async def test_async_client_retries_unavailable_within_its_deadline() -> None:
+    policy = RetryPolicy(max_attempts=50, initial_backoff=0.05, max_backoff=0.2)
+    async with AsyncEnvplaneClient("127.0.0.1:1", timeout=1.0, retry=policy) as client:
+        started = time.monotonic()
+        with pytest.raises(errors.Unavailable, match=r"gave up after \d+ attempts"):
+            await client.get_env("wf", "n")
+        assert 0.7 < time.monotonic() - started < 2.5
 
 
 def test_unreachable_daemon_is_unavailable() -> None:

@@ -9,7 +9,8 @@ Failures raise the exceptions of :mod:`envplane.errors` (``NotFound``, ``Already
 """
 
 from envplane.client.aio import AsyncEnvplaneClient
+from envplane.client.retry import RetryPolicy
 from envplane.client.sync import EnvplaneClient
 from envplane.v1 import environments_pb2 as messages
 
-__all__ = ["AsyncEnvplaneClient", "EnvplaneClient", "messages"]
+__all__ = ["AsyncEnvplaneClient", "EnvplaneClient", "RetryPolicy", "messages"]

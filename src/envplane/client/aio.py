@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import grpc
 from envplane.client import _requests as build
 from envplane.client._errors import translate
 from envplane.client.address import default_address
+from envplane.client.retry import NO_RETRY, RECONNECT_OPTIONS, Attempts, RetryPolicy
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
 
@@ -19,12 +21,16 @@ class AsyncEnvplaneClient:
 
     ``timeout`` (seconds) becomes each call's gRPC deadline; the daemon waits for a busy
     environment at most that long (``fail_if_busy=True`` fails at once instead).
+    ``retry`` retries unary calls that find the daemon UNAVAILABLE, within that deadline.
     """
 
-    def __init__(self, address: str | None = None, *, timeout: float | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, timeout: float | None = None, retry: RetryPolicy = NO_RETRY
+    ) -> None:
         self.address = address or default_address()
         self.timeout = timeout
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self.retry = retry
+        self._channel = grpc.aio.insecure_channel(self.address, options=RECONNECT_OPTIONS)
         self._stub = pb_grpc.EnvironmentServiceStub(self._channel)
 
     async def close(self) -> None:
@@ -37,10 +43,13 @@ class AsyncEnvplaneClient:
         await self.close()
 
     async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
-        try:
-            return await getattr(self._stub, method)(request, timeout=timeout or self.timeout)
-        except grpc.RpcError as exc:
-            raise translate(exc, self.address) from exc
+        attempts = Attempts(self.retry, timeout or self.timeout, self.address)
+        while True:
+            try:
+                return await getattr(self._stub, method)(request, timeout=attempts.remaining())
+            except grpc.RpcError as exc:
+                delay = attempts.failed(exc)
+            await asyncio.sleep(delay)
 
     async def _stream(self, method: str, request: Any, timeout: float | None) -> AsyncIterator[Any]:
         try:

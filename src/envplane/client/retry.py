@@ -8,7 +8,12 @@ deadline covers all attempts together.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
+
+import grpc
+
+from envplane.client._errors import translate
 
 # Let a restarted daemon be reached quickly: gRPC otherwise waits up to 120 s between
 # reconnection attempts, and every call inside that wait fails at once.
@@ -40,6 +45,38 @@ class RetryPolicy:
             return None
         ceiling = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
+
+
+class Attempts:
+    """The retry loop of one call, shared by the blocking and the asyncio client::
+
+        attempts = Attempts(policy, timeout)
+        while True:
+            try: return call(timeout=attempts.remaining())
+            except grpc.RpcError as exc:
+                delay = attempts.failed(exc)   # raises the translated error when giving up
+                sleep(delay)
+    """
+
+    def __init__(self, policy: RetryPolicy, budget: float | None, address: str) -> None:
+        self.policy = policy
+        self.deadline = None if budget is None else time.monotonic() + budget
+        self.address = address
+        self.attempt = 0
+
+    def remaining(self) -> float | None:
+        self.attempt += 1
+        return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.001)
+
+    def failed(self, exc: grpc.RpcError) -> float:
+        error = translate(exc, self.address)
+        delay = self.policy.delay_after(self.attempt) if exc.code() == grpc.StatusCode.UNAVAILABLE else None
+        if delay is None or (self.deadline is not None and time.monotonic() + delay >= self.deadline):
+            if self.attempt > 1:
+                error.message += f" (gave up after {self.attempt} attempts)"
+                error.args = (error.message,)
+            raise error from exc
+        return delay
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -11,7 +11,7 @@ import grpc
 from envplane.client import _requests as build
 from envplane.client._errors import translate
 from envplane.client.address import default_address
-from envplane.client.retry import NO_RETRY, RECONNECT_OPTIONS, RetryPolicy
+from envplane.client.retry import NO_RETRY, RECONNECT_OPTIONS, Attempts, RetryPolicy
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
 
@@ -44,22 +44,12 @@ class EnvplaneClient:
         self.close()
 
     def _call(self, method: str, request: Any, timeout: float | None) -> Any:
-        budget = timeout or self.timeout
-        deadline = None if budget is None else time.monotonic() + budget
-        attempt = 0
+        attempts = Attempts(self.retry, timeout or self.timeout, self.address)
         while True:
-            attempt += 1
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
             try:
-                return getattr(self._stub, method)(request, timeout=remaining)
+                return getattr(self._stub, method)(request, timeout=attempts.remaining())
             except grpc.RpcError as exc:
-                error = translate(exc, self.address)
-                delay = self.retry.delay_after(attempt) if exc.code() == grpc.StatusCode.UNAVAILABLE else None
-                if delay is None or (deadline is not None and time.monotonic() + delay >= deadline):
-                    if attempt > 1:
-                        error.message += f" (gave up after {attempt} attempts)"
-                        error.args = (error.message,)
-                    raise error from exc
+                delay = attempts.failed(exc)
             time.sleep(delay)
 
     def _stream(self, method: str, request: Any, timeout: float | None) -> Iterator[Any]:
