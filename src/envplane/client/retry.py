@@ -50,12 +50,12 @@ class RetryPolicy:
 class Attempts:
     """The retry loop of one call, shared by the blocking and the asyncio client::
 
-        attempts = Attempts(policy, timeout)
-        while True:
-            try: return call(timeout=attempts.remaining())
-            except grpc.RpcError as exc:
-                delay = attempts.failed(exc)   # raises the translated error when giving up
-                sleep(delay)
+    attempts = Attempts(policy, timeout)
+    while True:
+        try: return call(timeout=attempts.remaining())
+        except grpc.RpcError as exc:
+            delay = attempts.failed(exc)   # raises the translated error when giving up
+            sleep(delay)
     """
 
     def __init__(self, policy: RetryPolicy, budget: float | None, address: str) -> None:
