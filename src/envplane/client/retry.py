@@ -48,15 +48,9 @@ class RetryPolicy:
 
 
 class Attempts:
-    """The retry loop of one call, shared by the blocking and the asyncio client::
-
-    attempts = Attempts(policy, timeout)
-    while True:
-        try: return call(timeout=attempts.remaining())
-        except grpc.RpcError as exc:
-            delay = attempts.failed(exc)   # raises the translated error when giving up
-            sleep(delay)
-    """
+    """The retry loop of one call, shared by the blocking and the asyncio client: call with
+    ``timeout=attempts.remaining()``; on an RpcError, ``attempts.failed(exc)`` either returns
+    the delay to sleep before the next attempt or raises the translated error."""
 
     def __init__(self, policy: RetryPolicy, budget: float | None, address: str) -> None:
         self.policy = policy
