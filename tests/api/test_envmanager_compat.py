@@ -4,7 +4,6 @@ daemon: an existing client pointed at envplane works unchanged."""
 from __future__ import annotations
 
 import importlib
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import create_engine, text
 
 from envplane.config import Settings
 from tests.support.daemons import ThreadDaemon
@@ -228,8 +228,12 @@ def test_cleanup_lists_what_it_deleted(
         stub = stub_for(own.grpc_addr, generated)
         for node, version in (("idle", ""), ("idle", "v2"), ("busy", "")):
             stub.CreateEnv(pb.CreateEnvRequest(workflow_id="wf", node_id=node, version_id=version))
-        with sqlite3.connect(settings.data_dir / "envplane.db") as db:  # last used 3 days ago
-            db.execute("UPDATE environments SET last_used_at = ? WHERE node_id = 'idle'", (time.time() - 72 * 3600,))
+        engine = create_engine(settings.resolved_database_url)  # SQLite or PostgreSQL: the daemon's own
+        with engine.begin() as db:  # last used 3 days ago
+            db.execute(
+                text("UPDATE environments SET last_used_at = :t WHERE node_id = 'idle'"), {"t": time.time() - 72 * 3600}
+            )
+        engine.dispose()
         swept = stub.Cleanup(pb.CleanupRequest(idle_hours=48))
         assert sorted(swept.deleted) == ["wf/idle", "wf/idle@v2"]
         assert stub.GetEnvStatus(pb.GetEnvStatusRequest(workflow_id="wf", node_id="busy")).status == "ACTIVE"

@@ -1,15 +1,64 @@
-"""A real local Ray cluster for the session (2 CPUs), started once: ``ray.init`` takes ~8 s."""
+"""A real local Ray cluster for the session (2 CPUs), started once with `ray start --head`.
+
+The cluster runs in processes of its own, and the tests connect to it as a driver. Letting
+``ray.init()`` start the cluster from inside pytest is not safe here: the test process already
+runs daemons with gRPC threads, and Ray starts its raylet with a ``preexec_fn``, i.e. Python
+code in a child forked from a multi-threaded process. Now and then that child deadlocked before
+it could exec, and ``ray.init`` timed out waiting for a raylet that never started.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
 
+RAY_CLI = str(Path(sys.executable).parent / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The cluster's GCS address; the test process is connected to it as a driver."""
+    address = f"127.0.0.1:{_free_port()}"
+    log = tmp_path_factory.mktemp("ray") / "ray-start.log"
+    command = [
+        RAY_CLI, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=false",
+        "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--port={address.rpartition(':')[2]}",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        # A throwaway cluster on loopback: no auth token (a driver joining an address does not
+        # use one by default, and the token file would land in the user's home).
+        env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+        head = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while b"Ray runtime started" not in log.read_bytes():
+            if head.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`ray start --head` did not come up:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        yield address
+    finally:
+        ray.shutdown()
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops the cluster on SIGTERM
+            try:
+                head.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+                head.wait(10)

@@ -8,21 +8,20 @@ import sys
 from pathlib import Path
 
 import pytest
-import ray
 
 from tests.conftest import REPO
 
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_cluster")]
+pytestmark = pytest.mark.ray
 
 
 def test_example_runs_variants_and_cleans_up(
-    tmp_path: Path, wheelhouse: Path, ray_wheelhouse: Path, uv_cache: Path
+    ray_cluster: str, tmp_path: Path, wheelhouse: Path, ray_wheelhouse: Path, uv_cache: Path
 ) -> None:
     command = [
         sys.executable,
         str(REPO / "examples" / "ray_batch.py"),
         "--ray-address",
-        ray.get_runtime_context().gcs_address,
+        ray_cluster,
         "--data-dir",
         str(tmp_path / "data"),
         "--no-index",
@@ -48,10 +47,10 @@ def test_example_runs_variants_and_cleans_up(
 
 
 @pytest.mark.network
-def test_example_from_pypi_as_the_readme_shows(tmp_path: Path) -> None:
+def test_example_from_pypi_as_the_readme_shows(ray_cluster: str, tmp_path: Path) -> None:
     """`make example`, against the live index (deselected by default; `make test-all`)."""
     command = [sys.executable, str(REPO / "examples" / "ray_batch.py"), "--data-dir", str(tmp_path), "--cleanup"]
-    command += ["--ray-address", ray.get_runtime_context().gcs_address]
+    command += ["--ray-address", ray_cluster]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}
     )
