@@ -61,6 +61,13 @@ def _wait_for_running(client: EnvplaneClient, operation: str) -> None:
     raise AssertionError(f"no {operation} operation started")
 
 
+def _wait_for_uv(data_dir: Path) -> None:
+    deadline = time.monotonic() + 30
+    while not list(data_dir.joinpath("run").glob("uv-*")):
+        assert time.monotonic() < deadline, "uv never started"
+        time.sleep(0.02)
+
+
 def _uv_children_gone(data_dir: Path) -> bool:
     """No process is left working in the data dir (uv is killed with its group)."""
     for _ in range(100):
@@ -89,6 +96,7 @@ def test_kill9_mid_create_then_restart(process_daemon: ProcessDaemon, slow_packa
         _in_background(lambda: client.create_env("wf", "victim", packages=[slow]))
         _wait_for_running(client, "create")
         assert client.get_env("wf", "victim").status == pb.CREATING
+        _wait_for_uv(daemon.data_dir)  # the operation is RUNNING a moment before uv starts
     daemon.kill9()
     assert any(daemon.data_dir.joinpath("tmp").iterdir()), "the create was staging in tmp/"
     orphans = list(daemon.data_dir.joinpath("run").glob("uv-*"))
