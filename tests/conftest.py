@@ -136,6 +136,21 @@ async def service(make_service: Callable[..., Any]) -> EnvironmentService:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def offline_daemon_settings(data_dir: Path, find_links: list[Path], uv_cache: Path) -> Settings:
+    """A daemon of the tests: packages from these folders only, ephemeral loopback ports."""
+    return Settings(
+        data_dir=data_dir,
+        no_index=True,
+        find_links=[str(f) for f in find_links],
+        uv_cache_dir=uv_cache,
+        grpc_addr="127.0.0.1:0",
+        http_addr="127.0.0.1:0",
+        default_python="3.11",
+        shutdown_grace_seconds=1.0,
+        log_level="warning",
+    )
+
+
 @pytest.fixture(scope="session")
 def ray_wheelhouse() -> Path:
     """The locked ray and its dependencies as wheels (`make test` fetches them first), so
@@ -154,17 +169,7 @@ def plane_settings(
     and the ray wheels as find-links, no index."""
 
     def make(name: str) -> Settings:
-        return Settings(
-            data_dir=tmp_path_factory.mktemp(name) / "data",
-            no_index=True,
-            find_links=[str(wheelhouse), str(ray_wheelhouse)],
-            uv_cache_dir=uv_cache,
-            grpc_addr="127.0.0.1:0",
-            http_addr="127.0.0.1:0",
-            default_python="3.11",
-            shutdown_grace_seconds=1.0,
-            log_level="warning",
-        )
+        return offline_daemon_settings(tmp_path_factory.mktemp(name) / "data", [wheelhouse, ray_wheelhouse], uv_cache)
 
     return make
 
@@ -180,18 +185,8 @@ def plane_daemon(plane_settings: Callable[[str], Settings]) -> Iterator[ThreadDa
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path) -> Iterator[ThreadDaemon]:
     """One real daemon for the API tests; each test uses its own workflow id."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("daemon") / "data",
-        no_index=True,
-        find_links=[str(wheelhouse)],
-        uv_cache_dir=uv_cache,
-        grpc_addr="127.0.0.1:0",
-        http_addr="127.0.0.1:0",
-        default_python="3.11",
-        shutdown_grace_seconds=1.0,
-        log_level="warning",
-    )
-    running = ThreadDaemon(settings).start()
+    running = ThreadDaemon(offline_daemon_settings(tmp_path_factory.mktemp("daemon") / "data", [wheelhouse], uv_cache))
+    running.start()
     yield running
     running.stop()
 

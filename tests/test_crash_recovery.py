@@ -16,6 +16,7 @@ from envplane.client import EnvplaneClient
 from envplane.v1 import environments_pb2 as pb
 from tests.support.daemons import ProcessDaemon
 from tests.support.envcheck import importable, snapshot, version_in_env
+from tests.support.processes import process_running
 
 pytestmark = pytest.mark.slow
 
@@ -226,11 +227,7 @@ def test_kill9_mid_run_code_kills_the_users_code_on_restart(process_daemon: Proc
 def _gone(pid: int) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state in ("Z", "X"):
+        if not process_running(pid):
             return True
         time.sleep(0.1)
     return False

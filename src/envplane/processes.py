@@ -71,7 +71,7 @@ async def run_group(
                 await proc.wait()
         except TimeoutError:
             timed_out = True
-            await _kill_group(proc)
+            _kill_group(proc)
         # The pipes close when the group is gone; a process that escaped the group (setsid)
         # could hold them open, so do not wait for them for ever.
         done, _ = await asyncio.wait({out_task, err_task}, timeout=5)
@@ -80,9 +80,7 @@ async def run_group(
     finally:
         # Kill and forget the marker first: these cannot be interrupted. Reaping comes last,
         # since a second cancellation can interrupt the wait (the reaper then finishes alone).
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        _kill_group(proc)
         marker.unlink(missing_ok=True)
         for task in (out_task, err_task):
             task.cancel()
@@ -136,11 +134,11 @@ async def _read_capped(stream: asyncio.StreamReader, on_line: LineCallback | Non
     return data[-cap:] if len(data) > cap else data
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the process and anything it spawned, then reap it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    await reap(proc)
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL the process and anything it spawned (its session's group), unless it is reaped."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 _reapers: set[asyncio.Future[int]] = set()

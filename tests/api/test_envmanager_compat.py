@@ -18,6 +18,7 @@ from sqlalchemy import create_engine, text
 
 from envplane.config import Settings
 from tests.support.daemons import ThreadDaemon
+from tests.support.processes import process_running
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,7 +178,7 @@ def test_run_code_timeout_kills_the_process_group(stub: Any, pb: ModuleType, wf:
     )
     assert status == grpc.StatusCode.DEADLINE_EXCEEDED and "longer than its timeout of 2 s" in details
     assert time.monotonic() - started < 15
-    assert not running(int(pid_file.read_text())), "the code's child process was killed with it"
+    assert not process_running(int(pid_file.read_text())), "the code's child process was killed with it"
     (run,) = stub.GetOperations(pb.GetOperationsRequest(workflow_id=wf, node_id="n", status="FAILED")).items
     assert run.operation == "run" and "timeout" in run.error and run.stdout == "started\n"
 
@@ -187,14 +188,6 @@ def test_call_deadline_also_bounds_run_code(stub: Any, pb: ModuleType, wf: str) 
     request = pb.RunCodeRequest(workflow_id=wf, node_id="n", code="import time; time.sleep(60)", timeout=600)
     status, _ = code_of(lambda: stub.RunCode(request, timeout=2))
     assert status == grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
 
 
 def test_switched_off_run_code_and_face_are_unimplemented(

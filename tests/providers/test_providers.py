@@ -3,7 +3,6 @@ persistence (local), recorded calls and scripted failures (the in-memory double)
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,13 +19,7 @@ from envplane.providers import (
     RetryPolicy,
 )
 from tests.support.daemons import ThreadDaemon
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support.processes import free_port
 
 
 def test_grpc_provider_retries_until_a_late_daemon_answers(plane_settings: Callable[[str], Settings], wf: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,20 +20,15 @@ from pathlib import Path
 import pytest
 import ray
 
+from tests.support.processes import free_port
+
 RAY_CLI = str(Path(sys.executable).parent / "ray")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The cluster's GCS address; the test process is connected to it as a driver."""
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("ray") / "ray-start.log"
     command = [
         RAY_CLI, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=false",

@@ -10,7 +10,7 @@ gRPC statuses through the same table as envplane.v1 (``@mapped``).
 from __future__ import annotations
 
 import json
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import grpc
 
@@ -56,7 +56,7 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
         view = await self._svc.create(
             env,
             list(request.packages),
-            _requirements(request.requirements_file_content, request.requirements_file_name),
+            _requirements(request),
             request.python_version,
             deadline=deadline_of(context),
         )
@@ -80,10 +80,10 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
         outcome = await self._svc.add_deps(
             env,
             list(request.packages),
-            _requirements(request.requirements_file_content, request.requirements_file_name),
+            _requirements(request),
             deadline=deadline_of(context),
         )
-        return _deps_response(env, "added", outcome.operation)
+        return _operation_response(pb.DepsOperationResponse, env, "added", outcome.operation)
 
     @mapped
     async def UpdateDeps(self, request: pb.DepsRequest, context: Ctx) -> pb.DepsOperationResponse:
@@ -91,10 +91,10 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
         outcome = await self._svc.update_deps(
             env,
             list(request.packages),
-            _requirements(request.requirements_file_content, request.requirements_file_name),
+            _requirements(request),
             deadline=deadline_of(context),
         )
-        return _deps_response(env, "updated", outcome.operation)
+        return _operation_response(pb.DepsOperationResponse, env, "updated", outcome.operation)
 
     @mapped
     async def RemoveDeps(self, request: pb.DepsRequest, context: Ctx) -> pb.DepsOperationResponse:
@@ -102,7 +102,7 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
         if request.requirements_file_content:
             raise InvalidArgument("RemoveDeps takes package names in packages, not a requirements file")
         outcome = await self._svc.remove_deps(env, list(request.packages), deadline=deadline_of(context))
-        return _deps_response(env, "removed", outcome.operation)
+        return _operation_response(pb.DepsOperationResponse, env, "removed", outcome.operation)
 
     @mapped
     async def ListDeps(self, request: pb.ListDepsRequest, context: Ctx) -> pb.ListDepsResponse:
@@ -118,10 +118,7 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
     async def SyncEnv(self, request: pb.SyncEnvRequest, context: Ctx) -> pb.SyncEnvResponse:
         env = _env(request)
         outcome = await self._svc.sync(env, deadline=deadline_of(context))
-        op = outcome.operation
-        return pb.SyncEnvResponse(
-            **_ids(env), status="synced", stdout=op.stdout, stderr=op.stderr, exit_code=op.exit_code or 0
-        )
+        return _operation_response(pb.SyncEnvResponse, env, "synced", outcome.operation)
 
     @mapped
     async def RunCode(self, request: pb.RunCodeRequest, context: Ctx) -> pb.RunCodeResponse:
@@ -183,17 +180,20 @@ def _ids(env: EnvId) -> _Ids:
     return {"workflow_id": env.workflow_id, "node_id": env.node_id, "version_id": env.version_id}
 
 
-def _requirements(content: bytes, name: str) -> str:
+def _requirements(request: pb.CreateEnvRequest | pb.DepsRequest) -> str:
     try:
-        return content.decode("utf-8")
+        return request.requirements_file_content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"requirements_file_content ({name or 'unnamed'}) is not UTF-8 text: {exc}") from exc
+        name = request.requirements_file_name or "unnamed"
+        raise InvalidArgument(f"requirements_file_content ({name}) is not UTF-8 text: {exc}") from exc
 
 
-def _deps_response(env: EnvId, status: str, op: OperationRecord) -> pb.DepsOperationResponse:
-    return pb.DepsOperationResponse(
-        **_ids(env), status=status, stdout=op.stdout, stderr=op.stderr, exit_code=op.exit_code or 0
-    )
+_Reply = TypeVar("_Reply", pb.DepsOperationResponse, pb.SyncEnvResponse)
+
+
+def _operation_response(reply: type[_Reply], env: EnvId, status: str, op: OperationRecord) -> _Reply:
+    """The original's two "operation" replies share their fields: ids, status word, uv's output."""
+    return reply(**_ids(env), status=status, stdout=op.stdout, stderr=op.stderr, exit_code=op.exit_code or 0)
 
 
 def _metadata(view: EnvView) -> dict[str, Any]:

@@ -588,11 +588,13 @@ class EnvironmentService(OperationEngine):
         if timeout < 0:
             raise InvalidArgument(f"timeout must be >= 0 seconds (0 = the default), got {timeout}")
         limit = timeout or self.settings.run_code_timeout_seconds
-        by_deadline = deadline is not None and deadline - time.monotonic() < limit
+        by_deadline = False  # which limit stops the code, for the message
         if deadline is not None:
-            limit = min(limit, deadline - time.monotonic())
-            if limit <= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise DeadlineExceeded("the call's deadline passed before the code could start")
+            by_deadline = remaining < limit
+            limit = min(limit, remaining)
         key = env.key
         async with self.env_locks.hold(env, holder="run", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)):
             await self._ready_record(env, "run code in")

@@ -120,8 +120,8 @@ class ProviderBase:
 
 def _with_ray(config: EnvironmentConfig) -> EnvironmentConfig:
     """Add the caller's ray, and default to the caller's Python minor version."""
-    wanted = ray_env.ray_requirement()
-    version = wanted.split("==", 1)[1]
+    wanted = ray_env.ray_requirement()  # raises when the caller has no ray
+    version = ray_env.driver_ray_version()
     others: list[str] = []
     declared: list[str] = []
     for spec in config.packages:

@@ -72,7 +72,7 @@ class LocalEnvironmentProvider(ProviderBase):
         return service
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        if getattr(self, "_closed", False):
+        if self._closed:
             coro.close()
             raise FailedPrecondition("this LocalEnvironmentProvider is closed")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)

@@ -236,7 +236,7 @@ class RayBatchRunner:
                 variant = pending.pop(future)
                 prepared = future.result()
                 if prepared.error is not None:
-                    results[variant.variant_id] = _failed_environment(variant, prepared, prepared.error)
+                    results[variant.variant_id] = _failed_environment(variant, prepared)
                     continue
                 assert prepared.info is not None and prepared.runtime_env is not None
                 logger.info("variant %s: environment ready in %.2f s", variant.variant_id, prepared.seconds)
@@ -248,7 +248,7 @@ class RayBatchRunner:
             timed_out = TimeoutError("the batch timeout passed while its environment was being made")
             for variant in pending.values():
                 results[variant.variant_id] = _failed_environment(
-                    variant, _Prepared(None, None, timed_out, time.monotonic() - began), timed_out
+                    variant, _Prepared(None, None, timed_out, time.monotonic() - began)
                 )
         finally:
             # Creates still running go on in the background (a blocking provider call cannot
@@ -309,7 +309,9 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
-def _failed_environment(variant: Variant, prepared: _Prepared, error: BaseException) -> VariantResult:
+def _failed_environment(variant: Variant, prepared: _Prepared) -> VariantResult:
+    error = prepared.error
+    assert error is not None
     message = error.message if isinstance(error, EnvplaneError) else f"{type(error).__name__}: {error}"
     message = message.splitlines()[0] if message else type(error).__name__
     logger.warning("variant %s: no environment: %s", variant.variant_id, message)
