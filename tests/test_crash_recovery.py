@@ -98,7 +98,9 @@ def test_kill9_mid_create_then_restart(process_daemon: ProcessDaemon, slow_packa
         _wait_for_running(client, "create")
         assert client.get_env("wf", "victim").status == pb.CREATING
         _wait_for_uv(daemon.data_dir)  # the operation is RUNNING a moment before uv starts
-    daemon.kill9()
+        # Inside the block: closing the client would cancel the call, and the daemon would
+        # then stop uv itself before the kill -9 (a race the test lost now and then).
+        daemon.kill9()
     assert any(daemon.data_dir.joinpath("tmp").iterdir()), "the create was staging in tmp/"
     orphans = list(daemon.data_dir.joinpath("run").glob("uv-*"))
     assert orphans, "the running uv group was recorded"
@@ -135,7 +137,8 @@ def test_kill9_mid_add_keeps_the_previous_state(
         before = snapshot(env.env_path)
         _in_background(lambda: client.add_deps("wf", "n", [slow]))
         _wait_for_running(client, "add")
-    daemon.kill9()
+        _wait_for_uv(daemon.data_dir)
+        daemon.kill9()  # before the client closes (which would cancel the add)
     daemon.start()
     with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:
         after = client.get_env("wf", "n")
