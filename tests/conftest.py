@@ -19,7 +19,7 @@ from envplane.environments import EnvironmentService
 from envplane.events import EventBus
 from envplane.store import Store
 from tests.support.daemons import ThreadDaemon
-from tests.support.wheels import WheelSpec, build_slow_sdist, build_wheel
+from tests.support.wheels import WheelSpec, build_slow_sdist, build_wheel, slow_spans_file
 
 WHEELS = [
     WheelSpec("alpha", "1.0.0"),
@@ -51,7 +51,7 @@ def slow_package(wheelhouse: Path) -> Callable[[float], str]:
 
     def make(seconds: float = 3.0) -> str:
         name = f"slow{next(_slow_counter)}x{uuid.uuid4().hex[:6]}"
-        build_slow_sdist(name, "1.0.0", seconds, wheelhouse)
+        build_slow_sdist(name, "1.0.0", seconds, wheelhouse, slow_spans_file(wheelhouse, name))
         return name
 
     return make

@@ -173,6 +173,8 @@ def test_streaming_create_reports_phases_and_the_final_env(client: EnvplaneClien
     assert items[-1].environment.status == pb.READY
     with pytest.raises(errors.AlreadyExists):
         list(client.create_env_stream(wf, "s", packages=["beta"]))
+    reused = list(client.create_env_stream(wf, "s", packages=["beta"], exist_ok=True))
+    assert "reusing it" in reused[-1].message and reused[-1].environment.build_id == items[-1].environment.build_id
 
 
 def test_watch_events_follows_live_and_resumes(client: EnvplaneClient, wf: str, daemon: ThreadDaemon) -> None:
@@ -216,7 +218,7 @@ async def test_async_client_retries_unavailable_within_its_deadline() -> None:
         started = time.monotonic()
         with pytest.raises(errors.Unavailable, match=r"gave up after \d+ attempts"):
             await client.get_env("wf", "n")
-        assert 0.7 < time.monotonic() - started < 2.5
+        assert 0.7 < time.monotonic() - started < 8, "50 attempts at up to 0.2 s apart would take ~10 s"
 
 
 def test_unreachable_daemon_is_unavailable() -> None:

@@ -38,7 +38,8 @@ def test_full_lifecycle(http: httpx.Client, wf: str) -> None:
     body = {"workflow_id": wf, "node_id": "n", "packages": ["alpha<2"]}
     _error(http.post("/v1/environments", json=body), 409, "ALREADY_EXISTS")
     again = http.post("/v1/environments", json={**body, "exist_ok": True})
-    assert again.status_code == 201 and again.json()["lock_sha256"] == env["lock_sha256"]
+    assert again.status_code == 200, "nothing was created"
+    assert again.json()["lock_sha256"] == env["lock_sha256"]
 
     added = http.post(f"{path}/dependencies", json={"packages": ["gamma==0.1.0"]}).json()
     assert added["changes"] == [{"name": "gamma", "old_version": "", "new_version": "0.1.0"}]
@@ -169,6 +170,10 @@ def test_streaming_create_as_ndjson(http: httpx.Client, wf: str) -> None:
     with http.stream("POST", "/v1/environments:stream", json=body) as response:
         last = [json.loads(line) for line in response.iter_lines() if line][-1]
     assert last["error"]["code"] == "ALREADY_EXISTS" and last["http_status"] == 409
+    with http.stream("POST", "/v1/environments:stream", json={**body, "exist_ok": True}) as response:
+        reused = [json.loads(line) for line in response.iter_lines() if line]
+    assert "reusing it" in reused[-1]["message"] and reused[-1]["environment"]["status"] == "READY"
+    assert "uv" not in {line["phase"] for line in reused}, "no uv run for a reused env"
 
 
 def test_events_as_server_sent_events(http: httpx.Client, wf: str) -> None:

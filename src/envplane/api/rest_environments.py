@@ -6,19 +6,20 @@ so REST and gRPC return the same fields under the same names.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from envplane.api import convert
+from envplane.api.progress_stream import progress_stream
 from envplane.api.rest_errors import error_body, http_status_for
-from envplane.environments import EnvId, EnvironmentService, Progress
+from envplane.environments import EnvId, EnvironmentService
 from envplane.errors import EnvplaneError, InvalidArgument
 
 Json = dict[str, Any]
@@ -72,8 +73,13 @@ def _env(workflow_id: str, node_id: str, version_id: str) -> EnvId:
     return EnvId.parse(workflow_id, node_id, version_id)
 
 
-@router.post("/environments", status_code=201, summary="Create an environment")
-async def create_env(body: CreateEnvBody, request: Request, timeout: TimeoutHeader = None) -> Json:
+@router.post(
+    "/environments",
+    status_code=201,
+    summary="Create an environment",
+    responses={200: {"description": "exist_ok: an env with the same spec existed and is returned as it is"}},
+)
+async def create_env(body: CreateEnvBody, request: Request, response: Response, timeout: TimeoutHeader = None) -> Json:
     view = await _service(request).create(
         _env(body.workflow_id, body.node_id, body.version_id),
         body.packages,
@@ -83,6 +89,8 @@ async def create_env(body: CreateEnvBody, request: Request, timeout: TimeoutHead
         fail_if_busy=body.fail_if_busy,
         exist_ok=body.exist_ok,
     )
+    if view.reused:
+        response.status_code = 200  # nothing was created
     return convert.to_json(convert.environment(view))
 
 
@@ -97,42 +105,26 @@ async def create_env_stream(body: CreateEnvBody, request: Request, timeout: Time
     deadline = _deadline(timeout)
 
     async def lines() -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[Progress | None] = asyncio.Queue()
-
-        async def on_progress(item: Progress) -> None:
-            await queue.put(item)
-
-        async def run() -> Any:
+        stream = progress_stream(
+            lambda on_progress: service.create(
+                env,
+                body.packages,
+                body.requirements,
+                body.python_version,
+                deadline=deadline,
+                fail_if_busy=body.fail_if_busy,
+                exist_ok=body.exist_ok,
+                on_progress=on_progress,
+            )
+        )
+        async with contextlib.aclosing(stream):
             try:
-                return await service.create(
-                    env,
-                    body.packages,
-                    body.requirements,
-                    body.python_version,
-                    deadline=deadline,
-                    fail_if_busy=body.fail_if_busy,
-                    exist_ok=body.exist_ok,
-                    on_progress=on_progress,
-                )
-            finally:
-                await queue.put(None)
-
-        task = asyncio.ensure_future(run())
-        try:
-            while (item := await queue.get()) is not None:
-                if item.phase != "done":
-                    yield (json.dumps(convert.to_json(convert.progress(item))) + "\n").encode()
-            try:
-                view = task.result()
+                async for item in stream:
+                    message = convert.stream_progress(item)
+                    yield (json.dumps(convert.to_json(message)) + "\n").encode()
             except EnvplaneError as exc:
                 status, code = http_status_for(exc)
                 yield (json.dumps({**error_body(code, exc.message, exc.detail), "http_status": status}) + "\n").encode()
-                return
-            final = convert.progress(Progress("done", f"environment {env} is READY"), view)
-            yield (json.dumps(convert.to_json(final)) + "\n").encode()
-        finally:
-            if not task.done():
-                task.cancel()
 
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 

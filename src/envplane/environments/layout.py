@@ -8,7 +8,8 @@
                                         .venv -> ../../../../builds/<build_id>  (relative link)
       builds/<build_id>/                an immutable venv, content-addressed by lock + interpreter;
                                         complete only once it holds COMPLETE_MARKER
-      tmp/                              staging for in-flight operations, wiped at start-up
+      tmp/                              staging for in-flight operations and each uv process's
+                                        private TMPDIR (see uv.py), wiped at start-up
 """
 
 from __future__ import annotations

@@ -163,8 +163,8 @@ class EnvironmentService(OperationEngine):
                 )
         if reused is not None:
             await progress(Progress("done", f"environment {env} exists with the same spec: reusing it"))
-        else:
-            await progress(Progress("done", f"environment {env} is READY"))
+            return dataclasses.replace(self._view(env, record), reused=True)
+        await progress(Progress("done", f"environment {env} is READY"))
         return self._view(env, record)
 
     async def _create_or_fail(

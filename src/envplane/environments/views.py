@@ -44,6 +44,8 @@ class EnvView:
     has_pyproject: bool = False
     has_lock: bool = False
     has_venv: bool = False
+    reused: bool = False
+    """Set by ``create(exist_ok=True)`` when an existing env with the same spec was returned."""
 
     @property
     def status(self) -> str:
