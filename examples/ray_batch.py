@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="in-process only: where envs live (default: ENVPLANE_DATA_DIR)")
     parser.add_argument("--find-links", action="append", default=[], help="in-process only: a wheel folder")
     parser.add_argument("--no-index", action="store_true", help="in-process only: no package index")
-    parser.add_argument("--ray-address", help="join this Ray cluster (default: start a local one)")
+    parser.add_argument(
+        "--ray-address",
+        default="local",
+        help="join this Ray cluster: host:port, or 'auto' for the one `ray start` made (default: start a local one)",
+    )
     parser.add_argument("--cleanup", action="store_true", help="delete the envs afterwards")
     args = parser.parse_args(argv)
     variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS]

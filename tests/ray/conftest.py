@@ -5,14 +5,21 @@ The cluster runs in processes of its own, and the tests connect to it as a drive
 runs daemons with gRPC threads, and Ray starts its raylet with a ``preexec_fn``, i.e. Python
 code in a child forked from a multi-threaded process. Now and then that child deadlocked before
 it could exec, and ``ray.init`` timed out waiting for a raylet that never started.
+
+The cluster keeps its files in a temp dir of its own (``--temp-dir``): by default ``ray start``
+records its address in ``/tmp/ray/ray_current_cluster``, the file stays after the cluster is
+stopped, and every later ``ray.init()`` on the machine (``make example``, say) then tries to join
+the dead cluster and hangs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +37,12 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The cluster's GCS address; the test process is connected to it as a driver."""
     address = f"127.0.0.1:{free_port()}"
     log = tmp_path_factory.mktemp("ray") / "ray-start.log"
+    # Short: Ray puts unix sockets under it (a socket path is limited to 107 bytes).
+    temp_dir = tempfile.mkdtemp(prefix="ray-test-")
     command = [
         RAY_CLI, "start", "--head", "--block", "--num-cpus=2", "--include-dashboard=false",
         "--disable-usage-stats", "--node-ip-address=127.0.0.1", f"--port={address.rpartition(':')[2]}",
+        f"--temp-dir={temp_dir}",
     ]  # fmt: skip
     with log.open("wb") as out:
         # A throwaway cluster on loopback: no auth token (a driver joining an address does not
@@ -56,3 +66,4 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait(10)
+        shutil.rmtree(temp_dir, ignore_errors=True)
