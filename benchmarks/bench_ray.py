@@ -89,7 +89,8 @@ def main() -> None:
         raw_uv_create(root / "warm", [*PACKAGES, f"ray=={ray.__version__}", "virtualenv"], cache)
         for rep in range(args.repeat):
             daemon = Daemon(root, cache)
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            # "local": a fresh instance each time, never a cluster a stale /tmp/ray file names
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             try:
                 with GrpcEnvironmentProvider(daemon.addr, timeout=900) as provider:
                     runs = {
