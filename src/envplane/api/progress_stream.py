@@ -12,11 +12,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from envplane.environments import Progress
+from envplane.environments.views import Progress, ProgressCallback
 
 T = TypeVar("T")
-
-ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 
 @dataclass(frozen=True)

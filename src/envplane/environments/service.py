@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -42,6 +42,7 @@ from envplane.environments.views import (
     OperationsDeleted,
     OpStatus,
     Progress,
+    ProgressCallback,
     RunOutcome,
 )
 from envplane.errors import (
@@ -59,8 +60,6 @@ from envplane.pagination import Page, make_page, resolve_window
 from envplane.processes import ProcessResult, run_group
 from envplane.store import EnvRecord, EventRecord, OperationRecord
 from envplane.store import repository as repo
-
-ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 
 async def _no_progress(_: Progress) -> None:

@@ -23,12 +23,12 @@ import asyncio
 import dataclasses
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from envplane.config import Settings
+from envplane.environments.layout import Layout
 from envplane.errors import DeadlineExceeded
 from envplane.processes import LineCallback as LineCallback
 from envplane.processes import ProcessResult, kill_orphans, run_group
@@ -56,7 +56,7 @@ class UvRunner:
         self.binary = find_uv_binary(settings.uv_bin)
         self._settings = settings
         self.run_dir = settings.data_dir / "run"
-        self.tmp_root = settings.data_dir / "tmp"
+        self._layout = Layout(settings.data_dir)
         self._slots = asyncio.Semaphore(settings.max_concurrent_uv)
         self._running = 0
         self.started_total = 0
@@ -120,8 +120,7 @@ class UvRunner:
         async with self._slots:
             self._running += 1
             self.started_total += 1
-            self.tmp_root.mkdir(parents=True, exist_ok=True)
-            private_tmp = tempfile.mkdtemp(prefix="uv-", dir=self.tmp_root)
+            private_tmp = self._layout.staging_dir("uv")
             try:
                 result = await run_group(
                     [self.binary, *args],
@@ -129,7 +128,7 @@ class UvRunner:
                     run_dir=self.run_dir,
                     timeout=timeout,
                     cwd=cwd,
-                    env={**self._environment(env), "TMPDIR": private_tmp},
+                    env={**self._environment(env), "TMPDIR": str(private_tmp)},
                     on_line=on_line,
                 )
             finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -30,6 +31,9 @@ class Progress:
 
     phase: str  # validate | resolve | install | commit | done
     message: str
+
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 
 @dataclass(frozen=True)
