@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen
 RAY_WHEELS := .cache/ray-wheels
 export ENVPLANE_TEST_RAY_WHEELS := $(abspath $(RAY_WHEELS))
 
-.PHONY: run test test-all lint proto proto-check bench bench-ray example clean
+.PHONY: run test test-fast test-all lint proto client bench bench-ray example clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -31,16 +31,23 @@ run: .venv/.synced  ## start the daemon on defaults (gRPC 127.0.0.1:50051, REST 
 test: .venv/.synced $(RAY_WHEELS)/.complete  ## the whole hermetic suite (real uv, gRPC, HTTP, SQLite, subprocesses)
 	.venv/bin/python -m pytest
 
+test-fast: .venv/.synced  ## the inner loop: everything but the `slow` (daemon subprocesses) and `ray` tests
+	.venv/bin/python -m pytest -m "not slow and not ray and not network"
+
 test-all: .venv/.synced $(RAY_WHEELS)/.complete  ## also the few tests that need the live package index
 	.venv/bin/python -m pytest -m ""
 
-lint: .venv/.synced
-	$(RUN) ruff check src tests benchmarks examples
-	$(RUN) ruff format --check src tests benchmarks examples
+lint: .venv/.synced  ## ruff, mypy --strict, the layer contracts (import-linter)
+	$(RUN) ruff check src tests benchmarks examples scripts
+	$(RUN) ruff format --check src tests benchmarks examples scripts
 	$(RUN) mypy
+	$(RUN) lint-imports
 
-proto: .venv/.synced  ## regenerate src/envplane/v1 from proto/
+proto: .venv/.synced  ## regenerate src/envplane/v1 (and the compat protocol) from proto/
 	$(RUN) bash scripts/gen_proto.sh
+
+client: .venv/.synced  ## regenerate the blocking client (client/_sync) from the asyncio one (client/_async)
+	.venv/bin/python scripts/unasync.py
 
 bench: .venv/.synced  ## side-by-side benchmarks against raw uv (see benchmarks/README.md)
 	$(RUN) python benchmarks/bench_environments.py

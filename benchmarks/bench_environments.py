@@ -67,7 +67,7 @@ def main() -> None:
             daemon = Daemon(root, cache)
             try:
                 with EnvplaneClient(daemon.addr, timeout=600) as client:
-                    ours.append(timed(lambda: client.create_env("bench", "a", packages=PACKAGES_A)))
+                    ours.append(timed(lambda: client.environments.create("bench", "a", packages=PACKAGES_A)))
             finally:
                 daemon.stop()
             theirs.append(timed(lambda i=i: raw_uv_create(root / f"raw-a{i}", PACKAGES_A, cache)))
@@ -79,17 +79,16 @@ def main() -> None:
         try:
             with EnvplaneClient(daemon.addr, timeout=600) as client:
                 # (b) identical spec: the lock and the build are reused
-                client.create_env("bench", "b0", packages=PACKAGES_A)
-                second = [
-                    timed(lambda n=n: client.create_env("bench", f"b{n}", packages=PACKAGES_A)) for n in range(1, 11)
-                ]
+                client.environments.create("bench", "b0", packages=PACKAGES_A)
+                create = client.environments.create
+                second = [timed(lambda n=n: create("bench", f"b{n}", packages=PACKAGES_A)) for n in range(1, 11)]
                 results["b_identical_spec_ms"] = statistics.median(second) * 1000
                 results["grpc_floor_ms"] = grpc_floor_ms(daemon.addr)
 
                 # (c) 20 different specs at once vs one after another with raw uv
                 with ThreadPoolExecutor(max_workers=20) as pool:
                     start = time.perf_counter()
-                    envs = list(pool.map(lambda i: client.create_env("bench", f"c{i}", packages=SPECS_C[i]), range(20)))
+                    envs = list(pool.map(lambda i: create("bench", f"c{i}", packages=SPECS_C[i]), range(20)))
                     results["c_envplane_concurrent_s"] = time.perf_counter() - start
                 assert all(e.status == 2 for e in envs)
         finally:
@@ -149,13 +148,13 @@ def grpc_floor_ms(address: str, calls: int = 200) -> float:
 def identical_spec_throughput(address: str, creates: int, clients: int) -> dict[str, float]:
     """``creates`` new envs with one spec, from ``clients`` threads each with its own channel."""
     with EnvplaneClient(address, timeout=600) as client:
-        client.create_env("bench", "d-seed", packages=PACKAGES_A)  # the one resolution and build
+        client.environments.create("bench", "d-seed", packages=PACKAGES_A)  # the one resolution and build
     latencies: list[float] = []
 
     def run(worker: int) -> None:
         with EnvplaneClient(address, timeout=600) as client:
             for n in range(worker, creates, clients):
-                latencies.append(timed(lambda n=n: client.create_env("bench", f"d{n}", packages=PACKAGES_A)))
+                latencies.append(timed(lambda n=n: client.environments.create("bench", f"d{n}", packages=PACKAGES_A)))
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:

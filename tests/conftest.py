@@ -1,5 +1,5 @@
 """Shared fixtures: a local wheelhouse (no package index), a private uv cache, services and
-real daemons on loopback ports."""
+real daemons on loopback ports. Every settings object comes from ``support/settings.py``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from envplane.config import Settings
+from envplane.core.capability import Core
 from envplane.environments import EnvironmentService
-from envplane.events import EventBus
 from envplane.store import Store
 from tests.support.daemons import ThreadDaemon
+from tests.support.settings import offline_settings
 from tests.support.wheels import WheelSpec, build_slow_sdist, build_wheel, slow_spans_file
 
 WHEELS = [
@@ -88,34 +89,37 @@ def make_settings(
     tmp_path: Path, wheelhouse: Path, uv_cache: Path, database_url: str | None
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "database_url": database_url,
-            "data_dir": tmp_path / "data",
-            "no_index": True,
-            "find_links": [str(wheelhouse)],
-            "uv_cache_dir": uv_cache,
-            "grpc_addr": "127.0.0.1:0",
-            "http_addr": "127.0.0.1:0",
-            "default_python": "3.11",
-            "shutdown_grace_seconds": 1.0,
-        }
-        values.update(overrides)
-        return Settings(**values)
+        values: dict[str, Any] = {"database_url": database_url, **overrides}
+        return offline_settings(values.pop("data_dir", tmp_path / "data"), [wheelhouse], uv_cache, **values)
 
     return make
 
 
 @pytest.fixture
-async def make_service(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
-    stores: list[Store] = []
+async def make_core(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: a core over a migrated store, as a daemon makes it (stopped afterwards)."""
+    made: list[Core] = []
+
+    async def make(**overrides: Any) -> Core:
+        settings = make_settings(**overrides)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        core = Core(settings, Store(settings.resolved_database_url))
+        await core.recover()
+        made.append(core)
+        return core
+
+    yield make
+    for core in made:
+        await core.stop()
+        core.store.close()
+
+
+@pytest.fixture
+async def make_service(make_core: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
     services: list[EnvironmentService] = []
 
     async def make(**overrides: Any) -> EnvironmentService:
-        settings = make_settings(**overrides)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.resolved_database_url)
-        stores.append(store)
-        service = EnvironmentService(settings, store, EventBus(store))
+        service = EnvironmentService(await make_core(**overrides))
         await service.start()
         services.append(service)
         return service
@@ -123,8 +127,6 @@ async def make_service(make_settings: Callable[..., Settings]) -> AsyncIterator[
     yield make
     for service in services:
         await service.close()
-    for store in stores:
-        store.close()
 
 
 @pytest.fixture
@@ -134,21 +136,6 @@ async def service(make_service: Callable[..., Any]) -> EnvironmentService:
 
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def offline_daemon_settings(data_dir: Path, find_links: list[Path], uv_cache: Path) -> Settings:
-    """A daemon of the tests: packages from these folders only, ephemeral loopback ports."""
-    return Settings(
-        data_dir=data_dir,
-        no_index=True,
-        find_links=[str(f) for f in find_links],
-        uv_cache_dir=uv_cache,
-        grpc_addr="127.0.0.1:0",
-        http_addr="127.0.0.1:0",
-        default_python="3.11",
-        shutdown_grace_seconds=1.0,
-        log_level="warning",
-    )
 
 
 @pytest.fixture(scope="session")
@@ -169,7 +156,7 @@ def plane_settings(
     and the ray wheels as find-links, no index."""
 
     def make(name: str) -> Settings:
-        return offline_daemon_settings(tmp_path_factory.mktemp(name) / "data", [wheelhouse, ray_wheelhouse], uv_cache)
+        return offline_settings(tmp_path_factory.mktemp(name) / "data", [wheelhouse, ray_wheelhouse], uv_cache)
 
     return make
 
@@ -185,7 +172,7 @@ def plane_daemon(plane_settings: Callable[[str], Settings]) -> Iterator[ThreadDa
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path, uv_cache: Path) -> Iterator[ThreadDaemon]:
     """One real daemon for the API tests; each test uses its own workflow id."""
-    running = ThreadDaemon(offline_daemon_settings(tmp_path_factory.mktemp("daemon") / "data", [wheelhouse], uv_cache))
+    running = ThreadDaemon(offline_settings(tmp_path_factory.mktemp("daemon") / "data", [wheelhouse], uv_cache))
     running.start()
     yield running
     running.stop()

@@ -42,7 +42,8 @@ def test_env_commands_end_to_end(daemon: ThreadDaemon, wf: str, tmp_path: Path) 
     removed = envplane(daemon, "env", "remove", wf, "rag", "delta")
     assert removed.returncode == 0 and "delta: 3.0.0 -> -" in removed.stdout
 
-    assert "synced" in envplane(daemon, "env", "sync", wf, "rag").stdout
+    synced = envplane(daemon, "env", "sync", wf, "rag")
+    assert synced.returncode == 0 and synced.stdout.startswith(f"synced {wf}/rag in "), synced.stdout
     exported = envplane(daemon, "env", "export", wf, "rag", "-o", str(tmp_path / "out"))
     assert exported.returncode == 0
     assert "alpha==1.1.0" in (tmp_path / "out" / "requirements.txt").read_text()
@@ -51,16 +52,22 @@ def test_env_commands_end_to_end(daemon: ThreadDaemon, wf: str, tmp_path: Path) 
     status = json.loads(envplane(daemon, "env", "status", wf, "rag", "--json").stdout)
     assert status["status"] == "READY"
 
-    ops = json.loads(envplane(daemon, "env", "ops", "--workflow", wf, "--json").stdout)
-    assert [o["operation"] for o in ops["operations"]][:2] == ["sync", "remove"]
+    ops = json.loads(envplane(daemon, "ops", "list", "--workflow", wf, "--json").stdout)
+    assert [o["operation"] for o in ops["operations"]] == ["sync", "remove", "update", "add", "create"]
+    assert {o["subject"]["id"] for o in ops["operations"]} == {f"{wf}/rag"}
+    shown = envplane(daemon, "ops", "show", ops["operations"][-1]["id"])
+    assert shown.returncode == 0 and "create" in shown.stdout and "Installed" in shown.stdout
 
-    events = envplane(daemon, "env", "watch", "--no-follow", "--json", "--type", "DependenciesAdded")
-    assert any(json.loads(line)["ref"]["workflow_id"] == wf for line in events.stdout.splitlines())
+    events = envplane(daemon, "events", "watch", "--no-follow", "--json", "--type", "DependenciesAdded")
+    ours = [json.loads(line) for line in events.stdout.splitlines() if f'"{wf}"' in line]
+    assert [(e["type"], e["subject"]["id"]) for e in ours] == [("DependenciesAdded", f"{wf}/rag")]
 
     cleanup = envplane(daemon, "env", "cleanup", "--idle-hours", "1000", "--dry-run")
     assert "would remove 0 environment(s)" in cleanup.stdout
 
-    assert "deleted" in envplane(daemon, "env", "delete", wf, "rag").stdout
+    deleted = envplane(daemon, "env", "delete", wf, "rag")
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"deleted {wf}/rag"
+    assert envplane(daemon, "env", "status", wf, "rag").returncode == 3, "it is gone"
 
 
 def test_errors_have_messages_and_exit_codes(daemon: ThreadDaemon, wf: str) -> None:

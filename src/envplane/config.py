@@ -7,13 +7,15 @@ beyond reading that file: creating directories is the daemon's job at start-up.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from envplane.config_file import DEFAULT_GRPC_ADDR, DEFAULT_HTTP_ADDR, read_config_file, read_token_file
 
 
 def default_data_dir() -> Path:
@@ -34,17 +36,7 @@ class _TomlFileSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        path = os.environ.get("ENVPLANE_CONFIG")
-        self._data: dict[str, Any] = {}
-        if path:
-            try:
-                with open(path, "rb") as handle:
-                    self._data = tomllib.load(handle)
-            except FileNotFoundError as exc:
-                raise ValueError(f"ENVPLANE_CONFIG names {path!r}, which does not exist") from exc
-            except tomllib.TOMLDecodeError as exc:
-                raise ValueError(f"ENVPLANE_CONFIG file {path!r} is not valid TOML: {exc}") from exc
-            self._data = self._data.get("envplane", self._data)
+        self._data = read_config_file()
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -59,10 +51,19 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ENVPLANE_", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
-    grpc_addr: str = "127.0.0.1:50051"
-    http_addr: str = "127.0.0.1:8000"
+    grpc_addr: str = DEFAULT_GRPC_ADDR
+    http_addr: str = DEFAULT_HTTP_ADDR
     database_url: str | None = None
     log_level: str = "info"
+
+    # access: a bearer token (or a file holding it) is required to listen off loopback
+    auth_token: SecretStr | None = None
+    auth_token_file: Path | None = None
+    allow_insecure_bind: bool = False  # listen off loopback without a token (behind your own proxy)
+    # Host header values the REST face accepts besides the loopback names of its own port
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Origins a browser page may call the REST face from (CORS); none by default
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # uv and package sources
     uv_bin: str | None = None
@@ -87,7 +88,14 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1)
     shutdown_grace_seconds: float = Field(default=5.0, ge=0)
 
-    @field_validator("extra_index_urls", "find_links", mode="before")
+    # retention of the audit log and the event stream (0 = no limit of that kind)
+    operations_keep_days: float = Field(default=90.0, ge=0)
+    operations_keep_count: int = Field(default=20_000, ge=0)
+    events_keep_days: float = Field(default=30.0, ge=0)
+    events_keep_count: int = Field(default=100_000, ge=0)
+    retention_interval_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("extra_index_urls", "find_links", "allowed_hosts", "cors_origins", mode="before")
     @classmethod
     def _split_lists(cls, value: Any) -> Any:
         # Accept "a b" / "a,b" from environment variables as well as real lists.
@@ -106,6 +114,32 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlFileSource(settings_cls))
 
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Settings:
+        if self.auth_token is not None and self.auth_token_file is not None:
+            raise ValueError("set ENVPLANE_AUTH_TOKEN or ENVPLANE_AUTH_TOKEN_FILE, not both")
+        if self.auth_token is not None and not self.auth_token.get_secret_value().strip():
+            raise ValueError("ENVPLANE_AUTH_TOKEN is empty")
+        return self
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'envplane.db'}"
+
+    def resolved_auth_token(self) -> str | None:
+        """The bearer token calls must carry, or None when the daemon wants none."""
+        if self.auth_token is not None:
+            return self.auth_token.get_secret_value().strip()
+        if self.auth_token_file is not None:
+            return read_token_file(self.auth_token_file)
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; ``0.0.0.0``, ``::`` and names are not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

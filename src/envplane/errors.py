@@ -5,12 +5,17 @@
     EnvplaneError
     ├── InvalidArgument          bad input: ids, package specs, page tokens      gRPC INVALID_ARGUMENT   HTTP 422
     │   └── ResolutionFailed     uv could not resolve the requested packages     gRPC INVALID_ARGUMENT   HTTP 422
-    ├── NotFound                 no such environment / dependency                gRPC NOT_FOUND          HTTP 404
+    ├── NotFound                 no such environment / dependency / operation    gRPC NOT_FOUND          HTTP 404
     ├── AlreadyExists            an environment with that identity exists        gRPC ALREADY_EXISTS     HTTP 409
     ├── FailedPrecondition       the env is in the wrong state for the operation gRPC FAILED_PRECONDITION HTTP 409
     │   ├── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
     │   └── RayNotReady          Ray cannot start workers in the env (providers) client side only
+    ├── Aborted                  the call was cut off; retrying can succeed      gRPC ABORTED            HTTP 409
+    │   └── WatcherOverflow      an event watcher fell too far behind            gRPC ABORTED            HTTP 409
+    ├── OutOfRange               a position the server no longer keeps           gRPC OUT_OF_RANGE       HTTP 410
+    │   └── EventsPruned         resuming after an event cursor retention pruned gRPC OUT_OF_RANGE       HTTP 410
     ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
+    ├── Unauthenticated          the daemon wants a token the call did not carry gRPC UNAUTHENTICATED    HTTP 401
     ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
     ├── Unimplemented            the operation is switched off on this daemon    gRPC UNIMPLEMENTED      HTTP 501
     └── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
@@ -23,13 +28,17 @@ from __future__ import annotations
 
 
 class EnvplaneError(Exception):
-    """Base class. ``message`` is shown to users verbatim: it must name the problem."""
+    """Base class. ``message`` is shown to users verbatim: it must name the problem.
 
-    def __init__(self, message: str, *, detail: str = "") -> None:
+    ``detail`` keeps long tool output (uv's stderr) apart so the headline stays readable;
+    ``operation_id`` names the audit record of the failed operation, when there is one (the
+    record keeps the whole output when a transport had to cut ``detail``)."""
+
+    def __init__(self, message: str, *, detail: str = "", operation_id: int = 0) -> None:
         super().__init__(message)
         self.message = message
-        # Long tool output (uv's stderr) kept apart so the headline stays readable.
         self.detail = detail
+        self.operation_id = operation_id
 
     def __str__(self) -> str:
         if self.detail:
@@ -46,7 +55,7 @@ class ResolutionFailed(InvalidArgument):
 
 
 class NotFound(EnvplaneError):
-    """The named environment (or dependency) does not exist."""
+    """The named environment (or dependency, or operation) does not exist."""
 
 
 class AlreadyExists(EnvplaneError):
@@ -65,8 +74,28 @@ class RayNotReady(FailedPrecondition):
     """The env cannot host Ray workers: no ray, another ray version, or another Python minor."""
 
 
+class Aborted(EnvplaneError):
+    """The server cut the call off; the same call again (resumed) can succeed."""
+
+
+class WatcherOverflow(Aborted):
+    """An event watcher fell too far behind the live stream; resume from the last cursor it got."""
+
+
+class OutOfRange(EnvplaneError):
+    """A position (cursor, offset) the server does not keep any more."""
+
+
+class EventsPruned(OutOfRange):
+    """Events after the requested cursor were pruned by retention: replaying would leave a gap."""
+
+
 class DeadlineExceeded(EnvplaneError):
     """The caller's deadline passed (waiting for the env lock, or for uv)."""
+
+
+class Unauthenticated(EnvplaneError):
+    """The daemon requires a bearer token (ENVPLANE_AUTH_TOKEN) and the call had none or another."""
 
 
 class Unavailable(EnvplaneError):
@@ -79,3 +108,12 @@ class Unimplemented(EnvplaneError):
 
 class InternalError(EnvplaneError):
     """Anything the caller cannot fix by changing the request: uv install failures, I/O errors."""
+
+
+def echo(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: messages name the bad
+    input, but a 100 KB page token must not become a 100 KB message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 12]}…({len(text)} chars)"

@@ -1,9 +1,16 @@
-"""The daemon (`envplane serve`): one process, one event loop, gRPC and REST side by side.
+"""The daemon (``envplane serve``): one process, one event loop, gRPC and REST side by side,
+composed from an explicit, ordered list of capabilities (:func:`compose`).
 
-Lifecycle, uvicorn-style: ``startup()`` (data dir, store, recovery, listeners) →
-wait for a stop signal → ``shutdown()`` (health NOT_SERVING, stop accepting, drain for
-``shutdown_grace_seconds``, close watchers, dispose the store). Signal handlers only set an
-event; a second signal skips the grace period.
+Lifecycle (:class:`DaemonState`), uvicorn-style: ``startup()`` → serve until a stop signal →
+``shutdown()``. Start-up order: settings checked (a non-loopback address needs a token), the
+data dir locked, both ports bound (a taken port fails here, before anything starts), the
+database migrated, the core's recovery, each capability's ``start()`` (its own recovery), then
+the listeners. Shutdown runs the reverse: listeners (health NOT_SERVING, drain for
+``shutdown_grace_seconds``) → capabilities in reverse order → the core (retention task, event
+bus) → the store. A start-up that fails half-way runs the same shutdown for what it started,
+so nothing is left listening and the data dir is released. Signal handlers only set a flag; a
+second signal skips the grace period. Readiness is awaited (:meth:`Daemon.serving`), never
+polled.
 """
 
 from __future__ import annotations
@@ -15,30 +22,63 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
 from typing import Any
 
 import uvicorn
 
+from envplane.activity.capability import ActivityCapability
 from envplane.api.grpc_server import GrpcServer
 from envplane.api.rest_app import create_app
-from envplane.config import Settings
-from envplane.datadir import DataDirLock
-from envplane.environments import EnvironmentService
-from envplane.events import EventBus
-from envplane.metrics import Metrics
+from envplane.api.rest_guard import allowed_hosts
+from envplane.config import Settings, is_loopback
+from envplane.core.capability import Capability, Core
+from envplane.core.datadir import DataDirLock
+from envplane.environments.capability import EnvironmentsCapability
 from envplane.store import Store
 
 logger = logging.getLogger("envplane.server")
 STATE_FILE = "daemon.json"
 
 
+class DaemonState(StrEnum):
+    CREATED = "created"
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+def compose(core: Core) -> list[Capability]:
+    """The capabilities of this daemon, in start order (stopped in reverse). A capability that
+    needs another gets that one's service here: ``WorkersCapability(core, environments.service)``."""
+    environments = EnvironmentsCapability(core)
+    return [ActivityCapability(core), environments]
+
+
 def split_address(address: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port), with a clear error."""
+    """``host:port`` or ``[v6]:port`` -> (host, port); an empty host is loopback (``:0``)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"address {address!r} is not host:port")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def join_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_bind_policy(settings: Settings, token: str | None) -> None:
+    """Refuse to listen off loopback without a token, naming the settings that decide it."""
+    for name, address in (("ENVPLANE_GRPC_ADDR", settings.grpc_addr), ("ENVPLANE_HTTP_ADDR", settings.http_addr)):
+        host, _ = split_address(address)
+        if not is_loopback(host) and token is None and not settings.allow_insecure_bind:
+            raise ValueError(
+                f"refusing to listen on {address} ({name}), which is not a loopback address, without a token: "
+                "set ENVPLANE_AUTH_TOKEN (or ENVPLANE_AUTH_TOKEN_FILE), or ENVPLANE_ALLOW_INSECURE_BIND=true "
+                "to accept calls from anyone who can reach it"
+            )
 
 
 def bind_socket(address: str) -> socket.socket:
@@ -67,60 +107,109 @@ class _Uvicorn(uvicorn.Server):
 class Daemon:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.state = DaemonState.CREATED
         self.stop_requested = asyncio.Event()
         self.force_exit = False
         self.grpc_port = 0
         self.http_port = 0
+        self.capabilities: list[Capability] = []
+        self._serving = asyncio.Event()
+        self._started: list[Capability] = []
+        self._data_lock: DataDirLock | None = None
+        self._http_socket: socket.socket | None = None
+        self._store: Store | None = None
+        self._core: Core | None = None
+        self._grpc: GrpcServer | None = None
+        self._http: _Uvicorn | None = None
+        self._http_loop: asyncio.Task[None] | None = None
+
+    @property
+    def core(self) -> Core:
+        assert self._core is not None, "the daemon has not started"
+        return self._core
+
+    async def serving(self) -> None:
+        """Wait until the daemon answers on both ports."""
+        await self._serving.wait()
+
+    # ------------------------------------------------------------------ start-up
 
     async def startup(self) -> None:
-        s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        self.data_lock = DataDirLock(s.data_dir, "an envplane daemon")
-        self.data_lock.acquire()
+        self.state = DaemonState.STARTING
         try:
-            await self._start_parts()
+            await self._start()
         except BaseException:
-            self.data_lock.release()
+            await self._stop_parts(grace=0)
+            self.state = DaemonState.STOPPED
             raise
+        self.state = DaemonState.SERVING
+        self._serving.set()
 
-    async def _start_parts(self) -> None:
+    async def _start(self) -> None:
         s = self.settings
-        self.store = Store(s.resolved_database_url)
-        self.bus = EventBus(self.store)
-        self.metrics = Metrics()
-        self.service = EnvironmentService(s, self.store, self.bus, self.metrics)
-        report = await self.service.start()
-        if report.operations_failed or report.creates_failed or report.broken:
-            logger.warning("recovered after an unclean stop: %s", report)
-        self.grpc = GrpcServer(self.service, s.grpc_addr, compat_envmanager=s.compat_envmanager)
-        await self.grpc.start()
-        self.grpc_port = self.grpc.port
-        self.http_socket = bind_socket(s.http_addr)
-        self.http_port = self.http_socket.getsockname()[1]
+        token = s.resolved_auth_token()
+        check_bind_policy(s, token)
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_lock = DataDirLock(s.data_dir, "an envplane daemon")
+        self._data_lock.acquire()
+        self._http_socket = bind_socket(s.http_addr)
+        self.http_port = self._http_socket.getsockname()[1]
+        self._store = await asyncio.to_thread(Store, s.resolved_database_url)  # migrates
+        self._core = Core(s, self._store)
+        self.capabilities = compose(self._core)
+        grpc_host, grpc_port = split_address(s.grpc_addr)
+        services = [service for capability in self.capabilities for service in capability.grpc_services()]
+        self._grpc = GrpcServer(services, join_address(grpc_host, grpc_port), token=token)
+        self.grpc_port = self._grpc.port
+        await self._core.recover()
+        for capability in self.capabilities:
+            self._started.append(capability)
+            await capability.start()
+        await self._grpc.start()
+        await self._start_http(token)
+        self._core.retention.start()
+        self._write_state()
+        http_host, _ = split_address(s.http_addr)
+        logger.info(
+            "envplane serving: gRPC %s, REST http://%s (docs at /docs), data in %s%s",
+            join_address(grpc_host, self.grpc_port),
+            join_address(http_host, self.http_port),
+            s.data_dir,
+            "; a token is required" if token else "",
+        )
+
+    async def _start_http(self, token: str | None) -> None:
+        s = self.settings
+        http_host, _ = split_address(s.http_addr)
+        routers = [router for c in self.capabilities if (router := c.rest_router()) is not None]
+        app = create_app(
+            routers,
+            metrics=self.core.metrics,
+            health=self.health,
+            hosts=allowed_hosts(http_host, self.http_port, s.allowed_hosts),
+            cors_origins=s.cors_origins,
+            token=token,
+        )
         config = uvicorn.Config(
-            create_app(self.service, self.metrics),
+            app,
             log_level=s.log_level.lower(),
             lifespan="off",
             timeout_graceful_shutdown=int(s.shutdown_grace_seconds) or None,
         )
-        self.http = _Uvicorn(config)
-        self.http_task = asyncio.ensure_future(self.http.serve(sockets=[self.http_socket]))
-        while not self.http.started:
-            if self.http_task.done():
-                self.http_task.result()
-                raise RuntimeError("the HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        self._write_state()
-        grpc_host, _ = split_address(s.grpc_addr)
-        http_host, _ = split_address(s.http_addr)
-        logger.info(
-            "envplane serving: gRPC %s:%d, REST http://%s:%d (docs at /docs), data in %s",
-            grpc_host,
-            self.grpc_port,
-            http_host,
-            self.http_port,
-            s.data_dir,
-        )
+        config.load()
+        server = _Uvicorn(config)
+        server.lifespan = config.lifespan_class(config)
+        self._http = server
+        # uvicorn's serve() is startup() + main_loop() + shutdown(); calling them apart lets the
+        # daemon await the listener being up instead of polling a flag.
+        await server.startup(sockets=[self._http_socket] if self._http_socket else None)
+        self._http_loop = asyncio.ensure_future(server.main_loop())
+
+    def health(self) -> Mapping[str, Any]:
+        figures: dict[str, Any] = {"state": self.state.value}
+        for capability in self.capabilities:
+            figures.update(capability.health())
+        return figures
 
     def _write_state(self) -> None:
         """Record pid and real ports (useful with port 0) in ``<data_dir>/daemon.json``."""
@@ -130,25 +219,57 @@ class Daemon:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, path)
 
+    # ------------------------------------------------------------------ shutdown
+
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
             self.force_exit = True
-            self.http.force_exit = True
+            if self._http is not None:
+                self._http.force_exit = True
         self.stop_requested.set()
 
     async def shutdown(self) -> None:
-        grace = 0.0 if self.force_exit else self.settings.shutdown_grace_seconds
-        self.http.should_exit = True
-        self.bus.close()
-        await self.grpc.stop(grace)
-        await self.service.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.http_task, timeout=grace + 1)
-        self.store.close()
+        """Stop everything that started, in order (safe twice)."""
+        if self.state in (DaemonState.STOPPING, DaemonState.STOPPED):
+            return
+        self.state = DaemonState.STOPPING
+        await self._stop_parts(grace=0.0 if self.force_exit else self.settings.shutdown_grace_seconds)
+        self.state = DaemonState.STOPPED
+        logger.info("envplane stopped")
+
+    async def _stop_parts(self, grace: float) -> None:
+        """Listeners → capabilities in reverse → core → store → data dir. Each part is stopped
+        only if it started, so a failed start-up unwinds through here too."""
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._http_loop is not None:
+                with contextlib.suppress(Exception):
+                    await self._http_loop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http.shutdown(), timeout=grace + 1)
+            self._http = None
+        if self._http_socket is not None:
+            self._http_socket.close()
+            self._http_socket = None
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+        while self._started:
+            capability = self._started.pop()
+            try:
+                await capability.stop()
+            except Exception:
+                logger.exception("stopping %s failed", capability.name)
+        if self._core is not None:
+            await self._core.stop()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
         with contextlib.suppress(OSError):
             (self.settings.data_dir / STATE_FILE).unlink()
-        self.data_lock.release()
-        logger.info("envplane stopped")
+        if self._data_lock is not None:
+            self._data_lock.release()
+            self._data_lock = None
 
     async def run(self, *, install_signal_handlers: bool = True) -> None:
         """Serve until :meth:`request_stop` (SIGINT/SIGTERM in the main thread)."""
@@ -156,9 +277,7 @@ class Daemon:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.request_stop)
-        self.ready = asyncio.Event()
         await self.startup()
-        self.ready.set()
         try:
             await self.stop_requested.wait()
         finally:
@@ -166,10 +285,7 @@ class Daemon:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def serve(settings: Settings | None = None, **overrides: Any) -> None:

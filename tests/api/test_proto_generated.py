@@ -24,9 +24,12 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize(("package", "stem"), [("v1", "environments"), ("envmanager", "env_manager")])
+@pytest.mark.parametrize(
+    ("package", "stem"),
+    [("v1", "common"), ("v1", "environments"), ("v1", "events"), ("v1", "operations"), ("envmanager", "env_manager")],
+)
 def test_generated_code_is_up_to_date(fresh: Path, package: str, stem: str) -> None:
-    generated = sorted(p.name for p in (fresh / "envplane" / package).glob("*_pb2*"))
+    generated = sorted(p.name for p in (fresh / "envplane" / package).glob(f"{stem}_pb2*"))
     assert generated == [f"{stem}_pb2.py", f"{stem}_pb2.pyi", f"{stem}_pb2_grpc.py", f"{stem}_pb2_grpc.pyi"]
     for name in generated:
         committed = (ROOT / "src" / "envplane" / package / name).read_text()

@@ -11,18 +11,16 @@ import pytest
 
 from envplane.environments import EnvId, EnvironmentService, EnvStatus
 from envplane.errors import DeadlineExceeded, EnvBusy
+from tests.support.activity import operations
 from tests.support.envcheck import version_in_env
+from tests.support.waiting import eventually_async
 from tests.support.wheels import read_spans, slow_spans_file
 
 WF = EnvId.parse("wf", "node")
 
 
 async def _wait_until_busy(service: EnvironmentService, env: EnvId) -> None:
-    for _ in range(500):
-        if service.env_locks.busy(env):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{env} never became busy")
+    await eventually_async(lambda: service.env_locks.busy(env), what=f"{env} to become busy")
 
 
 async def test_a_second_operation_waits_then_runs(
@@ -65,7 +63,7 @@ async def test_a_deadline_during_uv_fails_cleanly_and_keeps_the_old_state(
         await service.add_deps(WF, [slow], deadline=time.monotonic() + 1.0)
     assert version_in_env(view.python_executable, "alpha") == "1.1.0"
     assert (await service.status(WF)).dependencies == ["alpha<2"]
-    failed = (await service.operations(status="FAILED")).items
+    failed = (await operations(service, status="FAILED")).items
     assert failed[0].operation == "add" and "did not finish" in failed[0].error
     assert service.uv.running == 0
 
@@ -83,7 +81,7 @@ async def test_cancelled_request_kills_uv_and_records_failure(
     assert service.uv.running == 0
     view = await service.status(WF)
     assert view.status == EnvStatus.FAILED
-    op = (await service.operations()).items[0]
+    op = (await operations(service)).items[0]
     assert op.status == "FAILED" and "cancelled" in op.error
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from envplane.core.audit import OperationFilter
 from envplane.environments import EnvId, EnvironmentService, EnvStatus
+from envplane.environments.service import queries
 from envplane.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResolutionFailed
-from envplane.store import repository as repo
+from tests.support.activity import operations, watch
 from tests.support.envcheck import importable, snapshot, version_in_env
 
 WF = EnvId.parse("wf", "node")
@@ -73,7 +75,7 @@ async def test_exist_ok_returns_an_env_made_from_the_same_spec_and_refuses_anoth
     with pytest.raises(AlreadyExists, match=refused):
         await service.create(WF, ["alpha==1.0.0"], exist_ok=True)
     assert (await service.status(WF)).lock_sha256 == first.lock_sha256, "a refused create changes nothing"
-    creates = (await service.operations(workflow_id="wf", operation="create")).items
+    creates = (await operations(service, workflow_id="wf", operation="create")).items
     assert len(creates) == 1, "a reuse is not a new operation"
 
 
@@ -84,7 +86,7 @@ async def test_unavailable_python_is_a_clear_invalid_argument_and_leaves_nothing
         await service.create(WF, ["alpha"], python_version="3.4")
     assert "python_version '3.4' is not available" in info.value.message
     assert "does not download interpreters" in info.value.message
-    assert await service.store.run(lambda s: repo.get_env(s, ("wf", "node", ""))) is None
+    assert await service.core.store.run(lambda s: queries.get_env(s, ("wf", "node", ""))) is None
 
 
 async def test_failed_create_reports_uv_error_and_no_ready_env(service: EnvironmentService) -> None:
@@ -96,7 +98,7 @@ async def test_failed_create_reports_uv_error_and_no_ready_env(service: Environm
     assert view.status == EnvStatus.FAILED
     assert "does-not-exist" in view.record.error
     assert not Path(view.env_path).exists()
-    ops = await service.operations(workflow_id="wf")
+    ops = await operations(service, workflow_id="wf")
     assert ops.items[0].status == "FAILED" and "does-not-exist" in ops.items[0].stderr
     assert ops.items[0].exit_code == 1
     # A failed env can be created again.
@@ -156,9 +158,9 @@ async def test_failed_dependency_changes_leave_files_and_venv_exactly_as_before(
     assert version_in_env(view.python_executable, "alpha") == "1.1.0"
     status = await service.status(WF)
     assert status.status == EnvStatus.READY
-    failed = await service.operations(workflow_id="wf", status="FAILED")
+    failed = await operations(service, workflow_id="wf", status="FAILED")
     assert [o.operation for o in failed.items] == ["update", "add"]
-    assert list(service.layout.tmp.iterdir()) == [], "staging folders are removed"
+    assert list(service.layout.data_dir.tmp.iterdir()) == [], "staging folders are removed"
 
 
 async def test_operations_on_missing_env_are_not_found(service: EnvironmentService) -> None:
@@ -227,7 +229,7 @@ async def test_sync_rebuilds_a_missing_build(service: EnvironmentService) -> Non
     synced = await service.sync(WF)
     assert synced.env.status == EnvStatus.READY
     assert version_in_env(view.python_executable, "alpha") == "1.1.0"
-    synced_events = [e async for e in service.watch(0, types=["EnvironmentSynced"], follow=False)]
+    synced_events = [e async for e in await watch(service, 0, types=["EnvironmentSynced"], follow=False)]
     assert [e.payload["was"] for e in synced_events] == ["BROKEN"]
 
 
@@ -258,7 +260,7 @@ async def test_cleanup_removes_idle_envs_with_dry_run(service: EnvironmentServic
     await service.create(EnvId.parse("wf", "old"), ["alpha"])
     await service.create(EnvId.parse("wf", "new"), ["gamma"])
     long_ago = time.time() - 48 * 3600
-    await service.store.run(lambda s: repo.upsert_env(s, ("wf", "old", ""), last_used_at=long_ago))
+    await service.core.store.run(lambda s: queries.upsert_env(s, ("wf", "old", ""), last_used_at=long_ago))
     dry = await service.cleanup(24, dry_run=True)
     assert [str(e) for e in dry.removed] == ["wf/old"]
     assert (await service.status(EnvId.parse("wf", "old"))).status == EnvStatus.READY
@@ -268,9 +270,9 @@ async def test_cleanup_removes_idle_envs_with_dry_run(service: EnvironmentServic
     with pytest.raises(NotFound):
         await service.status(EnvId.parse("wf", "old"))
     assert (await service.status(EnvId.parse("wf", "new"))).status == EnvStatus.READY
-    done = [e async for e in service.watch(0, types=["EnvironmentCleanupCompleted"], follow=False)]
+    done = [e async for e in await watch(service, 0, types=["EnvironmentCleanupCompleted"], follow=False)]
     assert [(e.payload["dry_run"], e.payload["removed"]) for e in done] == [(True, ["wf/old"]), (False, ["wf/old"])]
-    assert (await service.operations(operation="cleanup")).total == 2
+    assert (await operations(service, operation="cleanup")).total == 2
 
 
 async def test_list_filters_and_paginates(service: EnvironmentService) -> None:
@@ -290,19 +292,19 @@ async def test_operations_audit_filters_pages_and_deletes(service: EnvironmentSe
     await service.create(EnvId.parse("wf", "a"), ["alpha"])
     await service.add_deps(EnvId.parse("wf", "a"), ["gamma"])
     await service.create(EnvId.parse("wf", "b"), ["alpha"])
-    everything = await service.operations()
+    everything = await operations(service)
     assert [o.operation for o in everything.items] == ["create", "add", "create"]
     op = everything.items[1]
     assert op.status == "SUCCEEDED" and op.finished_at and op.duration_ms is not None
     assert op.duration_ms == pytest.approx((op.finished_at - op.started_at) * 1000, abs=2)
     assert op.details["changes"] == {"gamma": ["", "0.2.0"]}
-    first = await service.operations(page_size=2)
-    second = await service.operations(page_size=2, page_token=first.next_page_token)
+    first = await operations(service, page_size=2)
+    second = await operations(service, page_size=2, page_token=first.next_page_token)
     assert [o.id for o in first.items + second.items] == [o.id for o in everything.items]
-    assert (await service.operations(node_id="a", operation="add")).total == 1
-    deleted = await service.delete_operations(workflow_id="wf", node_id="a")
-    assert (deleted.count, deleted.node_ids) == (2, ["a"])
-    assert (await service.operations()).total == 1
+    assert (await operations(service, node_id="a", operation="add")).total == 1
+    deleted = await service.core.activity.delete_operations(OperationFilter(workflow_id="wf", node_id="a"))
+    assert deleted == (2, ["a"])
+    assert (await operations(service)).total == 1
 
 
 async def test_events_are_persisted_in_order_and_resumable(service: EnvironmentService) -> None:
@@ -311,7 +313,7 @@ async def test_events_are_persisted_in_order_and_resumable(service: EnvironmentS
     with pytest.raises(ResolutionFailed):
         await service.create(EnvId.parse("wf", "bad"), ["broken"])
     await service.delete(WF)
-    events = [e async for e in service.watch(0, follow=False)]
+    events = [e async for e in await watch(service, 0, follow=False)]
     assert [e.type for e in events] == [
         "EnvironmentCreationStarted",
         "EnvironmentCreated",
@@ -321,9 +323,9 @@ async def test_events_are_persisted_in_order_and_resumable(service: EnvironmentS
         "EnvironmentDeleted",
     ]
     assert events[2].payload["changes"] == {"gamma": ["", "0.2.0"]}
-    resumed = [e async for e in service.watch(events[3].cursor, follow=False)]
+    resumed = [e async for e in await watch(service, events[3].cursor, follow=False)]
     assert [e.cursor for e in resumed] == [e.cursor for e in events[4:]]
-    only = [e async for e in service.watch(0, types=["EnvironmentDeleted"], follow=False)]
+    only = [e async for e in await watch(service, 0, types=["EnvironmentDeleted"], follow=False)]
     assert len(only) == 1
-    with pytest.raises(InvalidArgument, match="unknown event type"):
-        service.watch(0, types=["Nope"])
+    with pytest.raises(InvalidArgument, match="types: unknown event type"):
+        await watch(service, 0, types=["Nope"])

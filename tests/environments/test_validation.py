@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from envplane.core.pagination import decode_token, encode_token, make_page, resolve_window
 from envplane.environments.identity import EnvId, validate_id
-from envplane.environments.interpreters import validate_python_request
+from envplane.environments.service.interpreters import validate_python_request
 from envplane.environments.specs import collect_specs, parse_requirements_text, parse_spec
 from envplane.errors import InvalidArgument
-from envplane.pagination import decode_token, encode_token, make_page, resolve_window
 
 
 @pytest.mark.parametrize("value", ["wf", "ml_pipeline", "rag-2", "v1.2.3", "A" * 128, "0x"])

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from envplane.config import Settings
+from envplane.core.audit import OperationFilter
 from envplane.errors import FailedPrecondition, ResolutionFailed, Unavailable
 from envplane.providers import (
     GrpcEnvironmentProvider,
@@ -75,7 +76,8 @@ def test_local_provider_keeps_envs_across_instances(plane_settings: Callable[[st
         made = first.create_environment("v", config)
     with LocalEnvironmentProvider(settings=settings) as second:
         again = second.create_environment("v", config)
-        creates = second._run(second.service.operations(workflow_id=wf, operation="create"))
+        where = OperationFilter(workflow_id=wf, operation="create")
+        creates = second._run(second.core.activity.operations(where))
         assert creates.total == 1, "the env is reused, not created again"
     assert (again.lock_hash, again.python_executable) == (made.lock_hash, made.python_executable)
 

@@ -91,7 +91,7 @@ def test_variants_with_conflicting_versions_run_side_by_side(provider: GrpcEnvir
     assert runner.cleanup() == {"broken": False, "new": True, "old": True, "only-gamma": True}
     assert not any(p.exists() for p in paths)
     with pytest.raises(NotFound):
-        provider.client.get_env(wf, "scorer", "old")
+        provider.client.environments.get(wf, "scorer", version_id="old")
 
 
 def test_task_failures_and_the_batch_timeout_are_per_variant(provider: GrpcEnvironmentProvider, wf: str) -> None:

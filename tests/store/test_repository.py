@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from envplane.environments.service import queries as repo
 from envplane.store import Store
-from envplane.store import repository as repo
 
 
 def test_touch_never_creates_an_env(tmp_path: Path) -> None:

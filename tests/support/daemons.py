@@ -15,6 +15,7 @@ from pathlib import Path
 
 from envplane.config import Settings
 from envplane.server import STATE_FILE, Daemon
+from tests.support.waiting import eventually
 
 
 @dataclass
@@ -34,10 +35,11 @@ class ThreadDaemon:
             self.loop = asyncio.get_running_loop()
             self.daemon = Daemon(self.settings)
             task = asyncio.ensure_future(self.daemon.run(install_signal_handlers=False))
-            while not getattr(self.daemon, "ready", None) or not self.daemon.ready.is_set():
-                if task.done():
-                    task.result()  # a start-up failure: raised to start() by target()
-                await asyncio.sleep(0.01)
+            serving = asyncio.ensure_future(self.daemon.serving())
+            await asyncio.wait({task, serving}, return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                serving.cancel()
+                task.result()  # a start-up failure: raised to start() by target()
             started.set()
             await task
 
@@ -92,18 +94,18 @@ class ProcessDaemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if state.exists():
-                data = json.loads(state.read_text())
-                if data["pid"] == self.proc.pid:
-                    self.grpc_addr = f"127.0.0.1:{data['grpc_port']}"
-                    self.http_url = f"http://127.0.0.1:{data['http_port']}"
-                    return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited early:\n{self.log()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"daemon did not start within {timeout} s:\n{self.log()}")
+        proc = self.proc
+
+        def started() -> dict[str, int] | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.log()}")
+            data: dict[str, int] = json.loads(state.read_text())  # not there yet: retried
+            return data if data["pid"] == proc.pid else None
+
+        data = eventually(started, timeout=timeout, what=f"the daemon to start; its log:\n{self.log()}")
+        self.grpc_addr = f"127.0.0.1:{data['grpc_port']}"
+        self.http_url = f"http://127.0.0.1:{data['http_port']}"
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""

@@ -20,3 +20,10 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def port_listening(port: int, host: str = "127.0.0.1") -> bool:
+    """Does something accept connections on ``host:port``?"""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0

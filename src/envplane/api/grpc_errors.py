@@ -1,4 +1,12 @@
-"""The gRPC status table: the ONE place envplane errors become gRPC statuses."""
+"""The gRPC status table: the ONE place envplane errors become gRPC statuses.
+
+A status travels in HTTP/2 trailers, which grpcio limits (8 KiB soft, 16 KiB hard, for all
+trailing metadata together): a status over the limit reaches the client as RESOURCE_EXHAUSTED
+and the real error is lost. So the status message is bounded (``MAX_STATUS_BYTES`` once
+percent-encoded): the headline, then as much of the detail as fits, from its end, which is where
+uv says what went wrong. The whole detail stays in the failed operation's audit record, whose
+id rides in the trailer ``envplane-operation-id``; the exact class rides in ``envplane-error``.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +29,18 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], grpc.StatusCode], ...] = (
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Aborted, grpc.StatusCode.ABORTED),
+    (errors.OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (errors.InternalError, grpc.StatusCode.INTERNAL),
 )
-MAX_DETAILS = 16 * 1024  # gRPC carries details in a header: keep uv's output bounded
+ERROR_CLASS_KEY = "envplane-error"  # trailing metadata: the exact class, e.g. "EnvBusy"
+OPERATION_KEY = "envplane-operation-id"  # trailing metadata: the failed operation's audit record
+MAX_STATUS_BYTES = 6 * 1024
+MAX_HEADLINE_BYTES = 1024
 
 
 def status_for(exc: errors.EnvplaneError) -> grpc.StatusCode:
@@ -36,19 +50,48 @@ def status_for(exc: errors.EnvplaneError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _details(exc: BaseException) -> str:
-    text = str(exc)
-    return text if len(text) <= MAX_DETAILS else text[: MAX_DETAILS - 20] + "\n…(truncated)"
+def wire_size(text: str) -> int:
+    """Bytes of ``text`` as grpc-message carries it (percent-encoded outside printable ASCII)."""
+    return sum(1 if 0x20 <= byte <= 0x7E and byte != 0x25 else 3 for byte in text.encode())
 
 
-ERROR_CLASS_KEY = "envplane-error"  # trailing metadata: the exact class, e.g. "EnvBusy"
+def _head(text: str, budget: int) -> str:
+    if wire_size(text) <= budget:
+        return text
+    while text and wire_size(text) > budget - 3:
+        text = text[: max(len(text) - max(len(text) // 8, 1), 0)]
+    return text + "…"
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+def _tail(text: str, budget: int) -> str:
+    while text and wire_size(text) > budget:
+        text = text[max(len(text) // 8, 1) :]
+    return text
+
+
+def status_message(exc: errors.EnvplaneError) -> str:
+    """The headline (one line), then the end of the detail, within ``MAX_STATUS_BYTES``."""
+    headline = _head(" ".join(exc.message.split("\n")), MAX_HEADLINE_BYTES)
+    if not exc.detail:
+        return headline
+    where = f"the audit record of operation {exc.operation_id}" if exc.operation_id else "the daemon's log"
+    budget = MAX_STATUS_BYTES - wire_size(headline) - 200
+    detail = _tail(exc.detail, budget)
+    if len(detail) < len(exc.detail):
+        cut = len(exc.detail) - len(detail)
+        detail = f"…({cut} characters cut here; the whole output is in {where})\n{detail.lstrip()}"
+    return f"{headline}\n{detail}"
+
+
+async def abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    """End the call with the status of ``exc`` (bounded), whatever its size."""
     if isinstance(exc, errors.EnvplaneError):
-        await context.abort(status_for(exc), _details(exc), trailing_metadata=((ERROR_CLASS_KEY, type(exc).__name__),))
+        trailers: tuple[tuple[str, str], ...] = ((ERROR_CLASS_KEY, type(exc).__name__),)
+        if exc.operation_id:
+            trailers += ((OPERATION_KEY, str(exc.operation_id)),)
+        await context.abort(status_for(exc), status_message(exc), trailing_metadata=trailers)
     logger.exception("unexpected error in gRPC handler")
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    await context.abort(grpc.StatusCode.INTERNAL, _head(f"internal error: {type(exc).__name__}: {exc}", 2048))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +107,7 @@ def mapped(handler: F) -> F:
                 async for item in handler(self, request, context):
                     yield item
             except Exception as exc:
-                await _abort(context, exc)
+                await abort(context, exc)
 
         return stream  # type: ignore[return-value]
 
@@ -73,7 +116,7 @@ def mapped(handler: F) -> F:
         try:
             return await handler(self, request, context)
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
 
     return unary  # type: ignore[return-value]
 

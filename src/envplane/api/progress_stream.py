@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from envplane.environments.views import Progress, ProgressCallback
+from envplane.core.progress import Progress, ProgressCallback
 
 T = TypeVar("T")
 

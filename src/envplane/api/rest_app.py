@@ -1,50 +1,72 @@
-"""The FastAPI application: /v1 routes, /health, /metrics, /openapi.json and /docs."""
+"""The FastAPI application: the capabilities' routers under ``/v1``, ``/health``, ``/metrics``,
+``/openapi.json`` and ``/docs`` (Swagger UI served from the installed package, so the docs work
+on an air-gapped machine), behind the request guard (``rest_guard.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
+from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
 from envplane import __version__
-from envplane.api import rest_environments, rest_errors
-from envplane.environments import EnvironmentService
-from envplane.metrics import CONTENT_TYPE, Metrics
-from envplane.store import repository as repo
+from envplane.api import rest_errors
+from envplane.api.rest_guard import RequestGuard
+from envplane.core.metrics import CONTENT_TYPE, Metrics
+
+DESCRIPTION = (
+    "envplane: environments for workflow engines. The same operations are served over gRPC "
+    "(package `envplane.v1`); bodies are the protobuf JSON mapping of the same messages. Errors are "
+    '`{"error": {"code", "message", "detail"}}` with the HTTP status of the gRPC code '
+    "(422 INVALID_ARGUMENT, 404 NOT_FOUND, 409 ALREADY_EXISTS / FAILED_PRECONDITION / ABORTED, "
+    "410 OUT_OF_RANGE, 401 UNAUTHENTICATED, 501 UNIMPLEMENTED, 504 DEADLINE_EXCEEDED, 500 INTERNAL). "
+    "A request deadline is the header `X-Request-Timeout: <seconds>`."
+)
 
 
-def create_app(service: EnvironmentService, metrics: Metrics) -> FastAPI:
-    app = FastAPI(
-        title="envplane",
-        version=__version__,
-        description=(
-            "Reproducible per-node uv environments for workflow engines. The same operations "
-            "are served over gRPC (`envplane.v1.EnvironmentService`); response bodies are the "
-            "protobuf JSON mapping of the same messages. Errors: "
-            '`{"error": {"code", "message", "detail"}}` with 404/409/422/500/504.'
-        ),
-    )
-    app.state.environments = service
-    app.state.metrics = metrics
+def create_app(
+    routers: Sequence[APIRouter],
+    *,
+    metrics: Metrics,
+    health: Callable[[], Mapping[str, Any]],
+    hosts: frozenset[str] | None,
+    cors_origins: Sequence[str] = (),
+    token: str | None = None,
+) -> FastAPI:
+    """``health`` gives the figures of ``GET /health``; ``hosts`` the Host values answered
+    (None: any); ``token`` the bearer token routes require (None: none)."""
+    app = FastAPIOffline(title="envplane", version=__version__, description=DESCRIPTION, redoc_url=None)
     rest_errors.install(app)
-    app.include_router(rest_environments.router)
+    for router in routers:
+        app.include_router(router)
 
-    @app.get("/health", summary="Liveness and basic figures")
-    async def health(request: Request) -> dict[str, Any]:
-        svc: EnvironmentService = request.app.state.environments
-        return {
-            "status": "ok",
-            "version": __version__,
-            "uv_running": svc.uv.running,
-            "event_watchers": svc.bus.watchers,
-        }
+    @app.get("/health", summary="Liveness and basic figures (no token needed)", tags=["daemon"])
+    async def get_health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, **health()}
 
-    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
-    async def metrics_route(request: Request) -> Response:
-        svc: EnvironmentService = request.app.state.environments
-        counts = await svc.store.run(repo.env_status_counts)
-        for status in ("CREATING", "READY", "FAILED", "BROKEN"):
-            metrics.environments.labels(status).set(counts.get(status, 0))
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        tags=["daemon"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "the text exposition format",
+                "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def get_metrics() -> Response:
+        return Response(await metrics.render(), media_type=CONTENT_TYPE)
 
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-Timeout", "Last-Event-ID"],
+        )
+    app.add_middleware(RequestGuard, hosts=hosts, cors_origins=cors_origins, token=token)
     return app

@@ -1,4 +1,5 @@
-"""The ``envplane`` console script: ``serve`` and one sub-command group per capability."""
+"""The ``envplane`` console script: ``serve``, one command group per capability (``env``), and
+the verbs that span capabilities (``ops``, ``events``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from envplane import __version__
-from envplane.cli import env
+from envplane.cli import activity, environments
 from envplane.cli.output import err_console
 from envplane.errors import EnvplaneError
 
@@ -18,7 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(env.app, name="env")
+app.add_typer(environments.app, name="env")
+app.add_typer(activity.ops_app, name="ops")
+app.add_typer(activity.events_app, name="events")
 
 # Exit codes a script can branch on, by error class.
 EXIT_CODES = {
@@ -30,6 +34,9 @@ EXIT_CODES = {
     "EnvBusy": 5,
     "DeadlineExceeded": 6,
     "Unavailable": 7,
+    "Unauthenticated": 8,
+    "OutOfRange": 9,
+    "EventsPruned": 9,
 }
 
 
@@ -48,7 +55,7 @@ def serve(
         settings = Settings(**overrides)  # type: ignore[arg-type]
         run(settings)
     except (OSError, ValueError) as exc:
-        err_console.print(f"[red]envplane serve: {exc}[/]")
+        err_console.print(Text(f"envplane serve: {exc}", style="red"), highlight=False)
         raise typer.Exit(1) from exc
 
 
@@ -62,9 +69,13 @@ def main() -> None:
     try:
         app()
     except EnvplaneError as exc:
-        err_console.print(f"[red]error:[/] {exc.message}", highlight=False)
+        err_console.print(Text.assemble(("error: ", "red"), exc.message), highlight=False)
         if exc.detail:
             err_console.print(exc.detail, markup=False, highlight=False)
+        if exc.operation_id:
+            err_console.print(
+                f"(the whole output is in the audit record: envplane ops show {exc.operation_id})", highlight=False
+            )
         sys.exit(EXIT_CODES.get(type(exc).__name__, 1))
 
 

@@ -6,17 +6,21 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
 from envplane.api.protojson import to_json
+from envplane.v1 import common_pb2
 from envplane.v1 import environments_pb2 as pb
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages are grepped: never wrap them
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def emit_json(value: Message | dict[str, Any] | list[Any]) -> None:
@@ -37,7 +41,12 @@ def ref_text(ref: pb.EnvRef) -> str:
     return f"{base}@{ref.version_id}" if ref.version_id else base
 
 
-def status_name(env: pb.Environment) -> str:
+def subject_text(subject: common_pb2.Subject) -> str:
+    """``environment wf/node@v2``; a kind-wide operation shows the kind alone."""
+    return f"{subject.kind} {subject.id}" if subject.id else subject.kind or "-"
+
+
+def env_status_name(env: pb.Environment) -> str:
     return pb.EnvStatus.Name(env.status)
 
 
@@ -46,7 +55,7 @@ def env_table(envs: Iterable[pb.Environment]) -> Table:
     for env in envs:
         table.add_row(
             ref_text(env.ref),
-            status_name(env) + (f" ({env.busy_with})" if env.busy_with else ""),
+            env_status_name(env) + (f" ({env.busy_with})" if env.busy_with else ""),
             env.python_version or env.python_request,
             str(len(env.dependencies)),
             env.build_id[:12],
@@ -59,7 +68,7 @@ def env_details(env: pb.Environment) -> Table:
     table = Table.grid(padding=(0, 2))
     rows = [
         ("environment", ref_text(env.ref)),
-        ("status", status_name(env)),
+        ("status", env_status_name(env)),
         ("python", f"{env.python_version} (asked: {env.python_request})"),
         ("path", env.env_path),
         ("python executable", env.python_executable),
@@ -78,16 +87,33 @@ def env_details(env: pb.Environment) -> Table:
     return table
 
 
-def operations_table(ops: Iterable[pb.Operation]) -> Table:
-    table = Table("id", "environment", "operation", "status", "started", "ms", "error")
+def operations_table(ops: Iterable[common_pb2.Operation]) -> Table:
+    table = Table("id", "subject", "operation", "status", "started", "ms", "error")
     for op in ops:
         table.add_row(
             str(op.id),
-            ref_text(op.ref),
+            subject_text(op.subject),
             op.operation,
             op.status,
             when(op.started_at),
             str(op.duration_ms),
             op.error.splitlines()[0] if op.error else "",
         )
+    return table
+
+
+def operation_details(op: common_pb2.Operation) -> Table:
+    table = Table.grid(padding=(0, 2))
+    rows = [
+        ("operation", f"{op.id}: {op.operation}"),
+        ("subject", subject_text(op.subject)),
+        ("status", op.status + (f" (exit code {op.exit_code})" if op.exit_code else "")),
+        ("started", when(op.started_at)),
+        ("duration", f"{op.duration_ms} ms"),
+        ("details", op.metadata_json),
+    ]
+    if op.error:
+        rows.append(("error", op.error))
+    for key, value in rows:
+        table.add_row(f"[bold]{key}[/]", value)
     return table

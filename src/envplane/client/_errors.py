@@ -11,7 +11,10 @@ EXCEPTION_TABLE: dict[grpc.StatusCode, type[errors.EnvplaneError]] = {
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
     grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+    grpc.StatusCode.ABORTED: errors.Aborted,
+    grpc.StatusCode.OUT_OF_RANGE: errors.OutOfRange,
     grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+    grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
 }
@@ -27,19 +30,13 @@ def translate(exc: grpc.RpcError, address: str) -> errors.EnvplaneError:
             f"ENVPLANE_GRPC_ADDR selects the address): {details}"
         )
     headline, _, detail = details.partition("\n")
+    trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
     cls = EXCEPTION_TABLE.get(code, errors.InternalError)
     # The server names the exact class (EnvBusy, ResolutionFailed) in trailing metadata.
-    exact = getattr(errors, _error_class_name(exc), None)
+    exact = getattr(errors, str(trailing.get("envplane-error", "")), None)
     if isinstance(exact, type) and issubclass(exact, cls):
         cls = exact
-    error = cls(headline, detail=detail)
+    operation = str(trailing.get("envplane-operation-id", ""))
+    error = cls(headline, detail=detail, operation_id=int(operation) if operation.isdigit() else 0)
     error.grpc_code = code  # type: ignore[attr-defined]
     return error
-
-
-def _error_class_name(exc: grpc.RpcError) -> str:
-    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
-    for key, value in trailing or ():
-        if key == "envplane-error":
-            return str(value)
-    return ""

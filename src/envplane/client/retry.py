@@ -15,14 +15,6 @@ import grpc
 
 from envplane.client._errors import translate
 
-# Let a restarted daemon be reached quickly: gRPC otherwise waits up to 120 s between
-# reconnection attempts, and every call inside that wait fails at once.
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
 
 @dataclass(frozen=True)
 class RetryPolicy:

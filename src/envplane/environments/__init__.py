@@ -1,4 +1,11 @@
-"""Environments: reproducible per-node uv environments (create, deps, sync, export, cleanup)."""
+"""Environments: reproducible per-node uv environments (create, deps, sync, export, cleanup).
+
+The slice, top to bottom: ``capability.py`` (how the daemon plugs it in), ``faces/`` (the gRPC
+servicer, the REST router, the UV Venv Manager protocol), ``handlers.py`` (one function per
+RPC, shared by both faces), ``messages.py`` (views -> envplane.v1 messages), ``service/`` (the
+operations). ``identity.py`` and ``specs.py`` are the capability's vocabulary, light enough for
+clients and providers to import.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +15,19 @@ from typing import TYPE_CHECKING, Any
 from envplane.environments.identity import EnvId
 
 if TYPE_CHECKING:
-    from envplane.environments.service import EnvironmentService
-    from envplane.environments.views import EnvStatus, EnvView, OpStatus, Progress
+    from envplane.environments.service import EnvironmentService, EnvStatus, EnvView, ProjectFiles
+    from envplane.environments.service.views import Progress
 
-__all__ = ["EnvId", "EnvStatus", "EnvView", "EnvironmentService", "OpStatus", "Progress"]
+__all__ = ["EnvId", "EnvStatus", "EnvView", "EnvironmentService", "Progress", "ProjectFiles"]
 
 # Imported on first use: clients and providers need EnvId and the id rules, not the service
 # layer and SQLAlchemy behind it (seconds of start-up for a CLI call or a Ray driver).
 _LAZY = {
     "EnvironmentService": "envplane.environments.service",
-    "EnvStatus": "envplane.environments.views",
-    "EnvView": "envplane.environments.views",
-    "OpStatus": "envplane.environments.views",
-    "Progress": "envplane.environments.views",
+    "EnvStatus": "envplane.environments.service",
+    "EnvView": "envplane.environments.service",
+    "ProjectFiles": "envplane.environments.service",
+    "Progress": "envplane.core.progress",
 }
 
 

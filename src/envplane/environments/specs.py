@@ -107,10 +107,6 @@ def collect_specs(
     return [Requirement(s) for s in dict.fromkeys(seen.values())]
 
 
-def names_of(specs: Iterable[Requirement]) -> list[str]:
-    return [canonicalize_name(s.name) for s in specs]
-
-
 def spec_hash(specs: Iterable[Requirement], *parts: str) -> str:
     """A canonical hash of a set of specs plus context (python, index settings)."""
     canonical = sorted(str(s) for s in specs)

@@ -26,8 +26,8 @@ from packaging.requirements import Requirement
 
 from envplane.environments.identity import EnvId
 from envplane.environments.specs import collect_specs
-from envplane.errors import AlreadyExists, EnvplaneError, FailedPrecondition
-from envplane.providers.base import ProviderBase
+from envplane.errors import AlreadyExists, EnvplaneError
+from envplane.providers.base import EnvState, ProviderBase
 from envplane.providers.contract import EnvironmentConfig, EnvironmentInfo
 
 
@@ -49,11 +49,9 @@ class InMemoryEnvironmentProvider(ProviderBase):
         self.failures = dict(failures or {})
         self.calls: list[ProviderCall] = []
         self._specs: dict[tuple[str, str, str], tuple[str, ...]] = {}
-        self._closed = False
 
     def _record(self, call: ProviderCall) -> None:
-        if self._closed:
-            raise FailedPrecondition("this InMemoryEnvironmentProvider is closed")
+        self._check_open()
         with self._lock:
             self.calls.append(call)
 
@@ -70,7 +68,7 @@ class InMemoryEnvironmentProvider(ProviderBase):
         self._record(ProviderCall("cleanup_environment", variant_id))
         return super().cleanup_environment(variant_id)
 
-    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvironmentInfo:
+    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvState:
         if variant_id in self.failures:
             raise self.failures[variant_id]
         specs = collect_specs(config.packages, config.requirements)  # the daemon's own validation
@@ -81,11 +79,7 @@ class InMemoryEnvironmentProvider(ProviderBase):
             if existing is not None and existing != spec:
                 raise AlreadyExists(f"environment {env} already exists with a different spec: {list(existing)}")
             self._specs[env.key] = spec
-        return EnvironmentInfo(
-            variant_id=variant_id,
-            workflow_id=env.workflow_id,
-            node_id=env.node_id,
-            version_id=env.version_id,
+        return EnvState(
             status="READY",
             env_path=sys.prefix,
             venv_path=sys.prefix,
@@ -93,18 +87,25 @@ class InMemoryEnvironmentProvider(ProviderBase):
             python_version=platform.python_version(),
             lock_hash=hashlib.sha256(json.dumps(spec).encode()).hexdigest(),
             packages=spec,
-            locked=_pins(spec),
         )
+
+    def _sync(self, env: EnvId) -> EnvState:  # pragma: no cover - the double's envs are never BROKEN
+        raise AssertionError("the in-memory double has no venv builds to lose")
+
+    def _locked(self, env: EnvId) -> dict[str, str]:
+        with self._lock:
+            return _pins(self._specs.get(env.key, ()))
 
     def _delete(self, env: EnvId) -> bool:
         with self._lock:
             return self._specs.pop(env.key, None) is not None
 
-    def _requirements_txt(self, info: EnvironmentInfo) -> str:
-        return "\n".join(info.packages) + "\n"
+    def _requirements_txt(self, env: EnvId) -> str:
+        with self._lock:
+            return "\n".join(self._specs.get(env.key, ())) + "\n"
 
     def _close(self) -> None:
-        self._closed = True
+        return None
 
 
 def _config_or_none(config: EnvironmentConfig | Mapping[str, Any]) -> EnvironmentConfig | None:

@@ -3,7 +3,9 @@
 For notebooks, scripts and tests. The service is asynchronous, so it runs on an event loop
 in a background thread of its own; the provider's blocking methods submit to that loop and
 wait. The data dir is locked while the provider is open: a daemon on the same data dir
-refuses to start, and this provider refuses a data dir a daemon is serving.
+refuses to start, and this provider refuses a data dir a daemon is serving. Opening it does
+what a daemon's start-up does for environments: the database is migrated, and what a crashed
+process left behind is recovered.
 """
 
 from __future__ import annotations
@@ -16,17 +18,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from envplane.config import Settings
-from envplane.datadir import DataDirLock
-from envplane.environments import EnvironmentService, EnvStatus
+from envplane.core.capability import Core
+from envplane.core.datadir import DataDirLock
 from envplane.environments.identity import EnvId
-from envplane.environments.views import EnvView
-from envplane.errors import FailedPrecondition
-from envplane.events import EventBus
-from envplane.providers.base import ProviderBase
-from envplane.providers.contract import EnvironmentConfig, EnvironmentInfo
+from envplane.environments.service import EnvironmentService, EnvView
+from envplane.providers.base import EnvState, ProviderBase
+from envplane.providers.contract import EnvironmentConfig
 from envplane.store import Store
 
 T = TypeVar("T")
+
+
+def _state(view: EnvView) -> EnvState:
+    return EnvState(
+        status=view.status,
+        env_path=view.env_path,
+        venv_path=view.venv_path,
+        python_executable=view.python_executable,
+        python_version=view.record.python_version,
+        lock_hash=view.lock_sha256,
+        packages=tuple(view.dependencies),
+    )
 
 
 class LocalEnvironmentProvider(ProviderBase):
@@ -57,7 +69,6 @@ class LocalEnvironmentProvider(ProviderBase):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="envplane-local", daemon=True)
         self._thread.start()
-        self._closed = False
         try:
             self.service = self._run(self._open())
         except BaseException:
@@ -66,15 +77,17 @@ class LocalEnvironmentProvider(ProviderBase):
             raise
 
     async def _open(self) -> EnvironmentService:
-        self.store = Store(self.settings.resolved_database_url)
-        service = EnvironmentService(self.settings, self.store, EventBus(self.store))
+        self.store = await asyncio.to_thread(Store, self.settings.resolved_database_url)
+        self.core = Core(self.settings, self.store)
+        await self.core.recover()
+        service = EnvironmentService(self.core)
         await service.start()
         return service
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if self._closed:
             coro.close()
-            raise FailedPrecondition("this LocalEnvironmentProvider is closed")
+            self._check_open()
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
@@ -85,52 +98,35 @@ class LocalEnvironmentProvider(ProviderBase):
     def _deadline(self) -> float | None:
         return None if self.timeout is None else time.monotonic() + self.timeout
 
-    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvironmentInfo:
-        c, svc = config, self.service
-        env = c.env_id
-
-        async def create() -> tuple[EnvView, dict[str, str]]:
-            deadline = self._deadline()
-            view = await svc.create(env, c.packages, c.requirements, c.python_version, deadline=deadline, exist_ok=True)
-            if view.status == EnvStatus.BROKEN:  # reused, but its venv build is gone: rebuild it
-                view = (await svc.sync(env, deadline=deadline)).env
-            deps = await svc.list_deps(env)
-            return view, {p.name: p.version for p in deps.locked}
-
-        view, locked = self._run(create())
-        r = view.record
-        return EnvironmentInfo(
-            variant_id=variant_id,
-            workflow_id=env.workflow_id,
-            node_id=env.node_id,
-            version_id=env.version_id,
-            status=r.status,
-            env_path=view.env_path,
-            venv_path=view.venv_path,
-            python_executable=view.python_executable,
-            python_version=r.python_version,
-            lock_hash=view.lock_sha256,
-            packages=tuple(view.dependencies),
-            locked=locked,
+    def _create(self, variant_id: str, config: EnvironmentConfig) -> EnvState:
+        c = config
+        view = self._run(
+            self.service.create(
+                c.env_id, c.packages, c.requirements, c.python_version, deadline=self._deadline(), exist_ok=True
+            )
         )
+        return _state(view)
+
+    def _sync(self, env: EnvId) -> EnvState:
+        return _state(self._run(self.service.sync(env, deadline=self._deadline())).env)
+
+    def _locked(self, env: EnvId) -> dict[str, str]:
+        return {p.name: p.version for p in self._run(self.service.list_deps(env)).locked}
 
     def _delete(self, env: EnvId) -> bool:
         self._run(self.service.delete(env, deadline=self._deadline()))
         return True
 
-    def _requirements_txt(self, info: EnvironmentInfo) -> str:
-        return self._run(self.service.export(info.env_id, deadline=self._deadline())).requirements_txt
+    def _requirements_txt(self, env: EnvId) -> str:
+        return self._run(self.service.export(env, deadline=self._deadline())).requirements_txt
 
     def _close(self) -> None:
-        if self._closed:
-            return
-
         async def shut() -> None:
             await self.service.close()
+            await self.core.stop()
             self.store.close()
 
-        self._run(shut())
-        self._closed = True
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result()
         self._stop_loop()
         self._data_lock.release()
 

@@ -1,6 +1,12 @@
-"""Persistence: SQLAlchemy models, plain records and the queries over them."""
+"""Persistence: the engine, the declarative ``Base`` every table derives from, :class:`Store`
+(one transaction on a worker thread) and the Alembic migrations the daemon applies at start.
 
-from envplane.store.records import EnvRecord, EventRecord, OperationRecord
-from envplane.store.repository import Store
+Tables live with what owns them: the audit log and events in ``envplane.core``, environments
+in ``envplane.environments.service.tables``. The migration history is one line for all of them
+(``store/migrations/versions``).
+"""
 
-__all__ = ["EnvRecord", "EventRecord", "OperationRecord", "Store"]
+from envplane.store.base import Base
+from envplane.store.store import Store
+
+__all__ = ["Base", "Store"]

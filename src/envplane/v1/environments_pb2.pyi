@@ -9,10 +9,17 @@ Errors use the standard gRPC status codes:
   ALREADY_EXISTS      creating an environment that exists
   FAILED_PRECONDITION the environment is busy (fail_if_busy) or in the wrong status
   DEADLINE_EXCEEDED   the call's deadline passed while waiting for the environment or for uv
+  UNAUTHENTICATED     a token is set on the daemon and the call did not carry it
   INTERNAL            uv failed to install locked packages, disk errors
+The exact error class is in the trailing metadata key "envplane-error" (e.g. "EnvBusy"); for a
+failed operation, "envplane-operation-id" names its audit record, which keeps uv's whole output.
+
+The audit log and the event stream are served for every capability by OperationService and
+EventService (operations.proto, events.proto).
 """
 
 from collections import abc as _abc
+from envplane.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -108,6 +115,7 @@ class Environment(_message.Message):
     HAS_UV_LOCK_FIELD_NUMBER: _builtins.int
     HAS_VENV_FIELD_NUMBER: _builtins.int
     LOCK_SHA256_FIELD_NUMBER: _builtins.int
+    REUSED_FIELD_NUMBER: _builtins.int
     status: Global___EnvStatus.ValueType
     python_request: _builtins.str
     """what the creator asked for, e.g. "3.11" """
@@ -134,6 +142,8 @@ class Environment(_message.Message):
     has_venv: _builtins.bool
     lock_sha256: _builtins.str
     """sha256 of uv.lock ("" before the first lock)"""
+    reused: _builtins.bool
+    """CreateEnv(exist_ok): an existing env made from the same spec was returned"""
     @_builtins.property
     def ref(self) -> Global___EnvRef: ...
     @_builtins.property
@@ -161,69 +171,15 @@ class Environment(_message.Message):
         has_uv_lock: _builtins.bool = ...,
         has_venv: _builtins.bool = ...,
         lock_sha256: _builtins.str = ...,
+        reused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "busy_with", b"busy_with", "created_at", b"created_at", "dependencies", b"dependencies", "env_path", b"env_path", "error", b"error", "has_pyproject", b"has_pyproject", "has_uv_lock", b"has_uv_lock", "has_venv", b"has_venv", "last_used_at", b"last_used_at", "lock_sha256", b"lock_sha256", "python_executable", b"python_executable", "python_request", b"python_request", "python_version", b"python_version", "ref", b"ref", "status", b"status", "updated_at", b"updated_at", "venv_path", b"venv_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id", b"build_id", "busy_with", b"busy_with", "created_at", b"created_at", "dependencies", b"dependencies", "env_path", b"env_path", "error", b"error", "has_pyproject", b"has_pyproject", "has_uv_lock", b"has_uv_lock", "has_venv", b"has_venv", "last_used_at", b"last_used_at", "lock_sha256", b"lock_sha256", "python_executable", b"python_executable", "python_request", b"python_request", "python_version", b"python_version", "ref", b"ref", "reused", b"reused", "status", b"status", "updated_at", b"updated_at", "venv_path", b"venv_path"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Environment: _TypeAlias = Environment  # noqa: Y015
-
-@_typing.final
-class Operation(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ID_FIELD_NUMBER: _builtins.int
-    REF_FIELD_NUMBER: _builtins.int
-    OPERATION_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    STARTED_AT_FIELD_NUMBER: _builtins.int
-    FINISHED_AT_FIELD_NUMBER: _builtins.int
-    DURATION_MS_FIELD_NUMBER: _builtins.int
-    STDOUT_FIELD_NUMBER: _builtins.int
-    STDERR_FIELD_NUMBER: _builtins.int
-    EXIT_CODE_FIELD_NUMBER: _builtins.int
-    ERROR_FIELD_NUMBER: _builtins.int
-    METADATA_JSON_FIELD_NUMBER: _builtins.int
-    id: _builtins.int
-    operation: _builtins.str
-    """create | add | update | remove | sync | delete | cleanup | run (RunCode, compat)"""
-    status: _builtins.str
-    """RUNNING | SUCCEEDED | FAILED"""
-    started_at: _builtins.float
-    finished_at: _builtins.float
-    duration_ms: _builtins.int
-    stdout: _builtins.str
-    stderr: _builtins.str
-    exit_code: _builtins.int
-    error: _builtins.str
-    metadata_json: _builtins.str
-    @_builtins.property
-    def ref(self) -> Global___EnvRef: ...
-    def __init__(
-        self,
-        *,
-        id: _builtins.int = ...,
-        ref: Global___EnvRef | None = ...,
-        operation: _builtins.str = ...,
-        status: _builtins.str = ...,
-        started_at: _builtins.float = ...,
-        finished_at: _builtins.float = ...,
-        duration_ms: _builtins.int = ...,
-        stdout: _builtins.str = ...,
-        stderr: _builtins.str = ...,
-        exit_code: _builtins.int = ...,
-        error: _builtins.str = ...,
-        metadata_json: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_ms", b"duration_ms", "error", b"error", "exit_code", b"exit_code", "finished_at", b"finished_at", "id", b"id", "metadata_json", b"metadata_json", "operation", b"operation", "ref", b"ref", "started_at", b"started_at", "status", b"status", "stderr", b"stderr", "stdout", b"stdout"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Operation: _TypeAlias = Operation  # noqa: Y015
 
 @_typing.final
 class VersionChange(_message.Message):
@@ -262,6 +218,8 @@ class CreateEnvRequest(_message.Message):
     PYTHON_VERSION_FIELD_NUMBER: _builtins.int
     FAIL_IF_BUSY_FIELD_NUMBER: _builtins.int
     EXIST_OK_FIELD_NUMBER: _builtins.int
+    PYPROJECT_TOML_FIELD_NUMBER: _builtins.int
+    UV_LOCK_FIELD_NUMBER: _builtins.int
     requirements: _builtins.str
     """requirements.txt content (requirements only, no options)"""
     python_version: _builtins.str
@@ -271,6 +229,12 @@ class CreateEnvRequest(_message.Message):
     """Idempotent create: an existing READY/BROKEN env made from the same spec (same packages,
     requirements and interpreter) is returned as it is. A different spec is still ALREADY_EXISTS.
     """
+    pyproject_toml: _builtins.str
+    """Create from an existing project instead of packages: a pyproject.toml and its uv.lock (what
+    ExportEnv returns, or a team's own lock). The lock is installed as it is (no resolution);
+    a lock that does not match the pyproject is refused. Give both, and no packages/requirements.
+    """
+    uv_lock: _builtins.str
     @_builtins.property
     def ref(self) -> Global___EnvRef: ...
     @_builtins.property
@@ -286,10 +250,12 @@ class CreateEnvRequest(_message.Message):
         python_version: _builtins.str = ...,
         fail_if_busy: _builtins.bool = ...,
         exist_ok: _builtins.bool = ...,
+        pyproject_toml: _builtins.str = ...,
+        uv_lock: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exist_ok", b"exist_ok", "fail_if_busy", b"fail_if_busy", "packages", b"packages", "python_version", b"python_version", "ref", b"ref", "requirements", b"requirements"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exist_ok", b"exist_ok", "fail_if_busy", b"fail_if_busy", "packages", b"packages", "pyproject_toml", b"pyproject_toml", "python_version", b"python_version", "ref", b"ref", "requirements", b"requirements", "uv_lock", b"uv_lock"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -434,12 +400,12 @@ class DeleteEnvResponse(_message.Message):
     @_builtins.property
     def ref(self) -> Global___EnvRef: ...
     @_builtins.property
-    def operation(self) -> Global___Operation: ...
+    def operation(self) -> _common_pb2.Operation: ...
     def __init__(
         self,
         *,
         ref: Global___EnvRef | None = ...,
-        operation: Global___Operation | None = ...,
+        operation: _common_pb2.Operation | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["operation", b"operation", "ref", b"ref"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -489,14 +455,14 @@ class DepsResponse(_message.Message):
     @_builtins.property
     def environment(self) -> Global___Environment: ...
     @_builtins.property
-    def operation(self) -> Global___Operation: ...
+    def operation(self) -> _common_pb2.Operation: ...
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___VersionChange]: ...
     def __init__(
         self,
         *,
         environment: Global___Environment | None = ...,
-        operation: Global___Operation | None = ...,
+        operation: _common_pb2.Operation | None = ...,
         changes: _abc.Iterable[Global___VersionChange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "operation", b"operation"]  # noqa: Y015
@@ -612,12 +578,12 @@ class SyncEnvResponse(_message.Message):
     @_builtins.property
     def environment(self) -> Global___Environment: ...
     @_builtins.property
-    def operation(self) -> Global___Operation: ...
+    def operation(self) -> _common_pb2.Operation: ...
     def __init__(
         self,
         *,
         environment: Global___Environment | None = ...,
-        operation: Global___Operation | None = ...,
+        operation: _common_pb2.Operation | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "operation", b"operation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -729,170 +695,3 @@ class CleanupResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CleanupResponse: _TypeAlias = CleanupResponse  # noqa: Y015
-
-@_typing.final
-class GetOperationsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
-    NODE_ID_FIELD_NUMBER: _builtins.int
-    OPERATION_FIELD_NUMBER: _builtins.int
-    STATUS_FIELD_NUMBER: _builtins.int
-    PAGE_SIZE_FIELD_NUMBER: _builtins.int
-    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    workflow_id: _builtins.str
-    node_id: _builtins.str
-    operation: _builtins.str
-    status: _builtins.str
-    page_size: _builtins.int
-    page_token: _builtins.str
-    def __init__(
-        self,
-        *,
-        workflow_id: _builtins.str = ...,
-        node_id: _builtins.str = ...,
-        operation: _builtins.str = ...,
-        status: _builtins.str = ...,
-        page_size: _builtins.int = ...,
-        page_token: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["node_id", b"node_id", "operation", b"operation", "page_size", b"page_size", "page_token", b"page_token", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOperationsRequest: _TypeAlias = GetOperationsRequest  # noqa: Y015
-
-@_typing.final
-class GetOperationsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    OPERATIONS_FIELD_NUMBER: _builtins.int
-    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
-    TOTAL_FIELD_NUMBER: _builtins.int
-    next_page_token: _builtins.str
-    total: _builtins.int
-    @_builtins.property
-    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Operation]: ...
-    def __init__(
-        self,
-        *,
-        operations: _abc.Iterable[Global___Operation] | None = ...,
-        next_page_token: _builtins.str = ...,
-        total: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "operations", b"operations", "total", b"total"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetOperationsResponse: _TypeAlias = GetOperationsResponse  # noqa: Y015
-
-@_typing.final
-class DeleteOperationsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
-    NODE_ID_FIELD_NUMBER: _builtins.int
-    BEFORE_FIELD_NUMBER: _builtins.int
-    workflow_id: _builtins.str
-    node_id: _builtins.str
-    before: _builtins.float
-    """UNIX seconds; 0 = any time"""
-    def __init__(
-        self,
-        *,
-        workflow_id: _builtins.str = ...,
-        node_id: _builtins.str = ...,
-        before: _builtins.float = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "node_id", b"node_id", "workflow_id", b"workflow_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteOperationsRequest: _TypeAlias = DeleteOperationsRequest  # noqa: Y015
-
-@_typing.final
-class DeleteOperationsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    DELETED_COUNT_FIELD_NUMBER: _builtins.int
-    deleted_count: _builtins.int
-    def __init__(
-        self,
-        *,
-        deleted_count: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_count", b"deleted_count"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___DeleteOperationsResponse: _TypeAlias = DeleteOperationsResponse  # noqa: Y015
-
-@_typing.final
-class WatchEventsRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    AFTER_CURSOR_FIELD_NUMBER: _builtins.int
-    TYPES_FIELD_NUMBER: _builtins.int
-    FOLLOW_FIELD_NUMBER: _builtins.int
-    after_cursor: _builtins.int
-    """resume after this event (0 = from the beginning)"""
-    follow: _builtins.bool
-    """keep the stream open for new events"""
-    @_builtins.property
-    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """e.g. "EnvironmentCreated"; empty = all"""
-
-    def __init__(
-        self,
-        *,
-        after_cursor: _builtins.int = ...,
-        types: _abc.Iterable[_builtins.str] | None = ...,
-        follow: _builtins.bool = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_cursor", b"after_cursor", "follow", b"follow", "types", b"types"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WatchEventsRequest: _TypeAlias = WatchEventsRequest  # noqa: Y015
-
-@_typing.final
-class Event(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    CURSOR_FIELD_NUMBER: _builtins.int
-    TYPE_FIELD_NUMBER: _builtins.int
-    REF_FIELD_NUMBER: _builtins.int
-    OCCURRED_AT_FIELD_NUMBER: _builtins.int
-    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
-    cursor: _builtins.int
-    type: _builtins.str
-    occurred_at: _builtins.float
-    payload_json: _builtins.str
-    @_builtins.property
-    def ref(self) -> Global___EnvRef: ...
-    def __init__(
-        self,
-        *,
-        cursor: _builtins.int = ...,
-        type: _builtins.str = ...,
-        ref: Global___EnvRef | None = ...,
-        occurred_at: _builtins.float = ...,
-        payload_json: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "occurred_at", b"occurred_at", "payload_json", b"payload_json", "ref", b"ref", "type", b"type"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Event: _TypeAlias = Event  # noqa: Y015

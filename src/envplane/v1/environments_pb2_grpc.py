@@ -94,21 +94,6 @@ class EnvironmentServiceStub:
                 request_serializer=envplane_dot_v1_dot_environments__pb2.CleanupRequest.SerializeToString,
                 response_deserializer=envplane_dot_v1_dot_environments__pb2.CleanupResponse.FromString,
                 _registered_method=True)
-        self.GetOperations = channel.unary_unary(
-                '/envplane.v1.EnvironmentService/GetOperations',
-                request_serializer=envplane_dot_v1_dot_environments__pb2.GetOperationsRequest.SerializeToString,
-                response_deserializer=envplane_dot_v1_dot_environments__pb2.GetOperationsResponse.FromString,
-                _registered_method=True)
-        self.DeleteOperations = channel.unary_unary(
-                '/envplane.v1.EnvironmentService/DeleteOperations',
-                request_serializer=envplane_dot_v1_dot_environments__pb2.DeleteOperationsRequest.SerializeToString,
-                response_deserializer=envplane_dot_v1_dot_environments__pb2.DeleteOperationsResponse.FromString,
-                _registered_method=True)
-        self.WatchEvents = channel.unary_stream(
-                '/envplane.v1.EnvironmentService/WatchEvents',
-                request_serializer=envplane_dot_v1_dot_environments__pb2.WatchEventsRequest.SerializeToString,
-                response_deserializer=envplane_dot_v1_dot_environments__pb2.Event.FromString,
-                _registered_method=True)
 
 
 class EnvironmentServiceServicer:
@@ -186,24 +171,6 @@ class EnvironmentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def GetOperations(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeleteOperations(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def WatchEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_EnvironmentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,21 +233,6 @@ def add_EnvironmentServiceServicer_to_server(servicer, server):
                     servicer.Cleanup,
                     request_deserializer=envplane_dot_v1_dot_environments__pb2.CleanupRequest.FromString,
                     response_serializer=envplane_dot_v1_dot_environments__pb2.CleanupResponse.SerializeToString,
-            ),
-            'GetOperations': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetOperations,
-                    request_deserializer=envplane_dot_v1_dot_environments__pb2.GetOperationsRequest.FromString,
-                    response_serializer=envplane_dot_v1_dot_environments__pb2.GetOperationsResponse.SerializeToString,
-            ),
-            'DeleteOperations': grpc.unary_unary_rpc_method_handler(
-                    servicer.DeleteOperations,
-                    request_deserializer=envplane_dot_v1_dot_environments__pb2.DeleteOperationsRequest.FromString,
-                    response_serializer=envplane_dot_v1_dot_environments__pb2.DeleteOperationsResponse.SerializeToString,
-            ),
-            'WatchEvents': grpc.unary_stream_rpc_method_handler(
-                    servicer.WatchEvents,
-                    request_deserializer=envplane_dot_v1_dot_environments__pb2.WatchEventsRequest.FromString,
-                    response_serializer=envplane_dot_v1_dot_environments__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -607,87 +559,6 @@ class EnvironmentService:
             '/envplane.v1.EnvironmentService/Cleanup',
             envplane_dot_v1_dot_environments__pb2.CleanupRequest.SerializeToString,
             envplane_dot_v1_dot_environments__pb2.CleanupResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetOperations(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/envplane.v1.EnvironmentService/GetOperations',
-            envplane_dot_v1_dot_environments__pb2.GetOperationsRequest.SerializeToString,
-            envplane_dot_v1_dot_environments__pb2.GetOperationsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeleteOperations(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/envplane.v1.EnvironmentService/DeleteOperations',
-            envplane_dot_v1_dot_environments__pb2.DeleteOperationsRequest.SerializeToString,
-            envplane_dot_v1_dot_environments__pb2.DeleteOperationsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def WatchEvents(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/envplane.v1.EnvironmentService/WatchEvents',
-            envplane_dot_v1_dot_environments__pb2.WatchEventsRequest.SerializeToString,
-            envplane_dot_v1_dot_environments__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,13 @@ Errors use the standard gRPC status codes:
   ALREADY_EXISTS      creating an environment that exists
   FAILED_PRECONDITION the environment is busy (fail_if_busy) or in the wrong status
   DEADLINE_EXCEEDED   the call's deadline passed while waiting for the environment or for uv
+  UNAUTHENTICATED     a token is set on the daemon and the call did not carry it
   INTERNAL            uv failed to install locked packages, disk errors
+The exact error class is in the trailing metadata key "envplane-error" (e.g. "EnvBusy"); for a
+failed operation, "envplane-operation-id" names its audit record, which keeps uv's whole output.
+
+The audit log and the event stream are served for every capability by OperationService and
+EventService (operations.proto, events.proto).
 """
 
 from collections import abc as _abc
@@ -52,9 +58,6 @@ class EnvironmentServiceStub:
     SyncEnv: _grpc.UnaryUnaryMultiCallable[_environments_pb2.SyncEnvRequest, _environments_pb2.SyncEnvResponse]
     ExportEnv: _grpc.UnaryUnaryMultiCallable[_environments_pb2.ExportEnvRequest, _environments_pb2.ExportEnvResponse]
     Cleanup: _grpc.UnaryUnaryMultiCallable[_environments_pb2.CleanupRequest, _environments_pb2.CleanupResponse]
-    GetOperations: _grpc.UnaryUnaryMultiCallable[_environments_pb2.GetOperationsRequest, _environments_pb2.GetOperationsResponse]
-    DeleteOperations: _grpc.UnaryUnaryMultiCallable[_environments_pb2.DeleteOperationsRequest, _environments_pb2.DeleteOperationsResponse]
-    WatchEvents: _grpc.UnaryStreamMultiCallable[_environments_pb2.WatchEventsRequest, _environments_pb2.Event]
 
 @_typing.type_check_only
 class EnvironmentServiceAsyncStub(EnvironmentServiceStub):
@@ -71,9 +74,6 @@ class EnvironmentServiceAsyncStub(EnvironmentServiceStub):
     SyncEnv: _aio.UnaryUnaryMultiCallable[_environments_pb2.SyncEnvRequest, _environments_pb2.SyncEnvResponse]  # type: ignore[assignment]
     ExportEnv: _aio.UnaryUnaryMultiCallable[_environments_pb2.ExportEnvRequest, _environments_pb2.ExportEnvResponse]  # type: ignore[assignment]
     Cleanup: _aio.UnaryUnaryMultiCallable[_environments_pb2.CleanupRequest, _environments_pb2.CleanupResponse]  # type: ignore[assignment]
-    GetOperations: _aio.UnaryUnaryMultiCallable[_environments_pb2.GetOperationsRequest, _environments_pb2.GetOperationsResponse]  # type: ignore[assignment]
-    DeleteOperations: _aio.UnaryUnaryMultiCallable[_environments_pb2.DeleteOperationsRequest, _environments_pb2.DeleteOperationsResponse]  # type: ignore[assignment]
-    WatchEvents: _aio.UnaryStreamMultiCallable[_environments_pb2.WatchEventsRequest, _environments_pb2.Event]  # type: ignore[assignment]
 
 class EnvironmentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -159,26 +159,5 @@ class EnvironmentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _environments_pb2.CleanupRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_environments_pb2.CleanupResponse, _abc.Awaitable[_environments_pb2.CleanupResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def GetOperations(
-        self,
-        request: _environments_pb2.GetOperationsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_environments_pb2.GetOperationsResponse, _abc.Awaitable[_environments_pb2.GetOperationsResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def DeleteOperations(
-        self,
-        request: _environments_pb2.DeleteOperationsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_environments_pb2.DeleteOperationsResponse, _abc.Awaitable[_environments_pb2.DeleteOperationsResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def WatchEvents(
-        self,
-        request: _environments_pb2.WatchEventsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_environments_pb2.Event], _abc.AsyncIterator[_environments_pb2.Event]]: ...
 
 def add_EnvironmentServiceServicer_to_server(servicer: EnvironmentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

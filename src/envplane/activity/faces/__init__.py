@@ -1,0 +1,1 @@
+"""The transports of the activity slice: gRPC servicers and the REST router."""

@@ -1,0 +1,259 @@
+"""``client.environments``: every ``envplane.v1.EnvironmentService`` RPC as a method.
+
+``version_id`` is always a keyword (``""`` = the unversioned env); ``timeout`` (seconds)
+overrides the client's deadline for one call; ``fail_if_busy`` fails at once instead of
+waiting for an env another operation holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from envplane.client._async.transport import AsyncTransport
+from envplane.errors import InvalidArgument
+from envplane.v1 import environments_pb2 as pb
+from envplane.v1 import environments_pb2_grpc as pb_grpc
+
+
+def _ref(workflow_id: str, node_id: str, version_id: str) -> pb.EnvRef:
+    return pb.EnvRef(workflow_id=workflow_id, node_id=node_id, version_id=version_id)
+
+
+def _status(name: str) -> pb.EnvStatus.ValueType:
+    """A status filter by name ("" = any)."""
+    if not name:
+        return pb.ENV_STATUS_UNSPECIFIED
+    names = [n for n in pb.EnvStatus.keys() if n != "ENV_STATUS_UNSPECIFIED"]  # noqa: SIM118 (an enum wrapper)
+    if name.upper() not in names:
+        raise InvalidArgument(f"status {name!r} is not one of {', '.join(names)}")
+    return pb.EnvStatus.Value(name.upper())
+
+
+class AsyncEnvironments:
+    def __init__(self, transport: AsyncTransport) -> None:
+        self._t = transport
+        self._stub = pb_grpc.EnvironmentServiceStub(transport.channel)
+
+    def _create_request(
+        self,
+        workflow_id: str,
+        node_id: str,
+        version_id: str,
+        packages: Sequence[str],
+        requirements: str,
+        python_version: str,
+        fail_if_busy: bool,
+        exist_ok: bool,
+        pyproject_toml: str,
+        uv_lock: str,
+    ) -> pb.CreateEnvRequest:
+        return pb.CreateEnvRequest(
+            ref=_ref(workflow_id, node_id, version_id),
+            packages=list(packages),
+            requirements=requirements,
+            python_version=python_version,
+            fail_if_busy=fail_if_busy,
+            exist_ok=exist_ok,
+            pyproject_toml=pyproject_toml,
+            uv_lock=uv_lock,
+        )
+
+    async def create(
+        self,
+        workflow_id: str,
+        node_id: str,
+        *,
+        version_id: str = "",
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        pyproject_toml: str = "",
+        uv_lock: str = "",
+        exist_ok: bool = False,
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.Environment:
+        """Create an env from packages (and/or requirements.txt content), or from a
+        ``pyproject_toml`` + ``uv_lock`` installed as they are. ``exist_ok``: an env made from
+        the same spec is returned as it is (``reused`` is set)."""
+        request = self._create_request(
+            workflow_id,
+            node_id,
+            version_id,
+            packages,
+            requirements,
+            python_version,
+            fail_if_busy,
+            exist_ok,
+            pyproject_toml,
+            uv_lock,
+        )
+        result: pb.Environment = await self._t.call(self._stub.CreateEnv, request, timeout)
+        return result
+
+    def create_stream(
+        self,
+        workflow_id: str,
+        node_id: str,
+        *,
+        version_id: str = "",
+        packages: Sequence[str] = (),
+        requirements: str = "",
+        python_version: str = "",
+        pyproject_toml: str = "",
+        uv_lock: str = "",
+        exist_ok: bool = False,
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[pb.CreateEnvProgress]:
+        """:meth:`create`, yielding its progress as it happens; the last item carries the env."""
+        request = self._create_request(
+            workflow_id,
+            node_id,
+            version_id,
+            packages,
+            requirements,
+            python_version,
+            fail_if_busy,
+            exist_ok,
+            pyproject_toml,
+            uv_lock,
+        )
+        return self._t.stream(self._stub.CreateEnvStream, request, timeout)
+
+    async def get(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.Environment:
+        request = pb.GetEnvStatusRequest(ref=_ref(workflow_id, node_id, version_id))
+        result: pb.Environment = await self._t.call(self._stub.GetEnvStatus, request, None)
+        return result
+
+    async def list(
+        self,
+        *,
+        workflow_id: str = "",
+        node_id: str = "",
+        status: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> pb.ListEnvsResponse:
+        """One page; :meth:`iter` follows the pages for you."""
+        request = pb.ListEnvsRequest(
+            workflow_id=workflow_id,
+            node_id=node_id,
+            status=_status(status),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        result: pb.ListEnvsResponse = await self._t.call(self._stub.ListEnvs, request, None)
+        return result
+
+    async def iter(
+        self, *, workflow_id: str = "", node_id: str = "", status: str = ""
+    ) -> AsyncIterator[pb.Environment]:
+        """Every matching environment, following page tokens."""
+        token = ""
+        while True:
+            page = await self.list(workflow_id=workflow_id, node_id=node_id, status=status, page_token=token)
+            for environment in page.environments:
+                yield environment
+            if not (token := page.next_page_token):
+                return
+
+    async def delete(
+        self,
+        workflow_id: str,
+        node_id: str,
+        *,
+        version_id: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.DeleteEnvResponse:
+        request = pb.DeleteEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        result: pb.DeleteEnvResponse = await self._t.call(self._stub.DeleteEnv, request, timeout)
+        return result
+
+    async def add_deps(
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        *,
+        version_id: str = "",
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.DepsResponse:
+        request = pb.DepsRequest(
+            ref=_ref(workflow_id, node_id, version_id),
+            packages=list(packages),
+            requirements=requirements,
+            fail_if_busy=fail_if_busy,
+        )
+        result: pb.DepsResponse = await self._t.call(self._stub.AddDeps, request, timeout)
+        return result
+
+    async def update_deps(
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str] = (),
+        *,
+        version_id: str = "",
+        requirements: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.DepsResponse:
+        """Upgrade the named packages (every package when none are named)."""
+        request = pb.DepsRequest(
+            ref=_ref(workflow_id, node_id, version_id),
+            packages=list(packages),
+            requirements=requirements,
+            fail_if_busy=fail_if_busy,
+        )
+        result: pb.DepsResponse = await self._t.call(self._stub.UpdateDeps, request, timeout)
+        return result
+
+    async def remove_deps(
+        self,
+        workflow_id: str,
+        node_id: str,
+        packages: Sequence[str],
+        *,
+        version_id: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.DepsResponse:
+        request = pb.DepsRequest(
+            ref=_ref(workflow_id, node_id, version_id), packages=list(packages), fail_if_busy=fail_if_busy
+        )
+        result: pb.DepsResponse = await self._t.call(self._stub.RemoveDeps, request, timeout)
+        return result
+
+    async def list_deps(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.ListDepsResponse:
+        request = pb.ListDepsRequest(ref=_ref(workflow_id, node_id, version_id))
+        result: pb.ListDepsResponse = await self._t.call(self._stub.ListDeps, request, None)
+        return result
+
+    async def sync(
+        self,
+        workflow_id: str,
+        node_id: str,
+        *,
+        version_id: str = "",
+        fail_if_busy: bool = False,
+        timeout: float | None = None,
+    ) -> pb.SyncEnvResponse:
+        request = pb.SyncEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        result: pb.SyncEnvResponse = await self._t.call(self._stub.SyncEnv, request, timeout)
+        return result
+
+    async def export(
+        self, workflow_id: str, node_id: str, *, version_id: str = "", timeout: float | None = None
+    ) -> pb.ExportEnvResponse:
+        request = pb.ExportEnvRequest(ref=_ref(workflow_id, node_id, version_id))
+        result: pb.ExportEnvResponse = await self._t.call(self._stub.ExportEnv, request, timeout)
+        return result
+
+    async def cleanup(self, idle_hours: float, *, dry_run: bool = False) -> pb.CleanupResponse:
+        request = pb.CleanupRequest(idle_hours=idle_hours, dry_run=dry_run)
+        result: pb.CleanupResponse = await self._t.call(self._stub.Cleanup, request, None)
+        return result

@@ -1,0 +1,50 @@
+"""One channel per client: every call goes through :meth:`AsyncTransport.call` (retries,
+deadline, token) or :meth:`AsyncTransport.stream` (token, deadline), which translate failures
+into ``envplane.errors`` exceptions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from envplane.client._errors import translate
+from envplane.client.connection import CHANNEL_OPTIONS, auth_metadata, default_address, default_token
+from envplane.client.retry import Attempts, RetryPolicy
+
+
+class AsyncTransport:
+    def __init__(self, address: str | None, *, timeout: float | None, retry: RetryPolicy, token: str | None) -> None:
+        self.address = address or default_address()
+        self.timeout = timeout
+        self.retry = retry
+        self.metadata = auth_metadata(token if token is not None else default_token())
+        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+
+    async def call(self, method: Callable[..., Any], request: Message, timeout: float | None) -> Any:
+        """A unary call: retried while the daemon is UNAVAILABLE (per the policy), never past
+        the deadline (``timeout``, else the client's)."""
+        attempts = Attempts(self.retry, timeout or self.timeout, self.address)
+        while True:
+            try:
+                return await method(request, timeout=attempts.remaining(), metadata=self.metadata)
+            except grpc.RpcError as exc:
+                delay = attempts.failed(exc)
+            await asyncio.sleep(delay)
+
+    async def stream(self, method: Callable[..., Any], request: Message, timeout: float | None) -> AsyncIterator[Any]:
+        """A server-streaming call; leaving the loop early cancels it."""
+        call = method(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        try:
+            async for item in call:
+                yield item
+        except grpc.RpcError as exc:
+            raise translate(exc, self.address) from exc
+        finally:
+            call.cancel()
+
+    async def close(self) -> None:
+        await self.channel.close()

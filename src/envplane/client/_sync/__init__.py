@@ -1,0 +1,3 @@
+# Generated from client/_async/__init__.py by scripts/unasync.py (make client): DO NOT EDIT.
+"""One client, written once: ``_async/`` is the source of every method; ``_sync/`` is generated
+from it by ``scripts/unasync.py`` (``make client``), and a test checks that it is fresh."""

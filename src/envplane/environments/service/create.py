@@ -1,0 +1,289 @@
+"""Creating an environment: from package specs (resolved by uv, or by an earlier identical spec),
+or from an existing ``pyproject.toml`` + ``uv.lock`` installed as they are.
+
+One create, step by step (``_Creation``):
+
+1. validate the specs (or the project files) and find the interpreter: bad input fails here,
+   before any state or audit;
+2. in one transaction: the existence check (``exist_ok`` may return the existing env here), the
+   CREATING row, its event, its audit record, and the lookup of an earlier resolution;
+3. resolve with ``uv add --no-sync`` in a staging folder, unless an identical spec was resolved
+   before (its lock is reused) or a lock was given (checked against its pyproject);
+4. build (or share) the venv, materialize the folder, commit READY (``engine.build_and_commit``).
+
+Any failure after step 2 leaves a FAILED env with nothing on disk, and the reason in its row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from envplane.core.audit import OperationRecord, OpStatus
+from envplane.core.capability import Tx
+from envplane.core.progress import Progress, ProgressCallback, no_progress
+from envplane.environments.identity import EnvId
+from envplane.environments.service import project as proj
+from envplane.environments.service import queries
+from envplane.environments.service.builds import build_id_for, read_python_version
+from envplane.environments.service.engine import OperationEngine, Staged, subject_of
+from envplane.environments.service.events import EventType
+from envplane.environments.service.interpreters import Interpreter, default_python_request
+from envplane.environments.service.layout import LOCKFILE, PYPROJECT
+from envplane.environments.service.records import EnvRecord
+from envplane.environments.service.uv import UvResult
+from envplane.environments.service.views import EnvStatus, EnvView
+from envplane.environments.specs import collect_specs, spec_hash
+from envplane.errors import AlreadyExists, EnvplaneError, InvalidArgument, ResolutionFailed
+
+
+@dataclass(frozen=True)
+class ProjectFiles:
+    """A ``pyproject.toml`` and its ``uv.lock``, to be installed as they are (no resolution)."""
+
+    pyproject_toml: str
+    uv_lock: str
+
+
+async def create(
+    engine: OperationEngine,
+    env: EnvId,
+    packages: Sequence[str] = (),
+    requirements: str = "",
+    python_version: str = "",
+    *,
+    project: ProjectFiles | None = None,
+    deadline: float | None = None,
+    fail_if_busy: bool = False,
+    exist_ok: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> EnvView:
+    """Create ``env``. With ``exist_ok``, an existing env made from the same spec (or the same
+    project files) is returned as it is: idempotent, for engines that provision on every run."""
+    progress = on_progress or no_progress
+    allow_urls = engine.settings.allow_direct_references
+    if project is not None:
+        if packages or requirements:
+            raise InvalidArgument("give packages/requirements or pyproject_toml + uv_lock, not both")
+        declared = proj.check_project_files(project.pyproject_toml, project.uv_lock, allow_direct_references=allow_urls)
+        specs = collect_specs(
+            declared, allow_direct_references=allow_urls, packages_field="pyproject_toml dependencies"
+        )
+        request = python_version or proj.requires_python(project.pyproject_toml) or ""
+    else:
+        specs = collect_specs(packages, requirements, allow_direct_references=allow_urls)
+        request = python_version
+    request = request or default_python_request(engine.settings.default_python)
+    source = "the given uv.lock" if project else f"{len(specs)} package(s)"
+    await progress(Progress("validate", f"creating {env} from {source}, python {request}"))
+    # Finding the interpreter is validation: an unavailable version is INVALID_ARGUMENT
+    # and leaves no FAILED env behind.
+    interpreter = await engine.interpreters.find(request, deadline=deadline)
+    creation = _Creation(engine, env, specs, interpreter, request, project, progress, deadline)
+    async with engine.env_locks.hold(
+        env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
+    ):
+        reused = await creation.begin(exist_ok)
+        record = reused or await creation.run()
+    if reused is not None:
+        await progress(Progress("done", f"environment {env} exists with the same spec: reusing it"))
+        return engine.view(env, reused, reused=True)
+    await progress(Progress("done", f"environment {env} is READY"))
+    return engine.view(env, record)
+
+
+@dataclass
+class _Creation:
+    """The state of one create between its steps."""
+
+    engine: OperationEngine
+    env: EnvId
+    specs: list[Requirement]
+    interpreter: Interpreter
+    python_request: str
+    project: ProjectFiles | None
+    progress: ProgressCallback
+    deadline: float | None
+    op_id: int = 0
+    cached: tuple[str, str] | None = None  # (pyproject, lock) of an earlier identical spec
+    log: list[UvResult] = field(default_factory=list)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        details: dict[str, Any] = {"packages": [str(s) for s in self.specs], "python": self.python_request}
+        if self.project is not None:
+            details["from_lock"] = True
+        return details
+
+    @property
+    def resolution_key(self) -> str:
+        return spec_hash(self.specs, self.interpreter.identity, self.engine.uv.index_fingerprint())
+
+    async def begin(self, exist_ok: bool) -> EnvRecord | None:
+        """Step 2. Returns the existing env when ``exist_ok`` reuses it; else records CREATING."""
+        env, key, now = self.env, self.env.key, time.time()
+        resolution_key = self.resolution_key if self.project is None else ""
+
+        def begin(tx: Tx) -> EnvRecord | None:
+            existing = queries.get_env(tx.session, key)
+            if resolution_key:
+                self.cached = queries.get_resolution(tx.session, resolution_key)
+            if existing is not None and existing.status != EnvStatus.FAILED:
+                if exist_ok and self._same_spec(existing):
+                    queries.touch_env(tx.session, key, now)
+                    return dataclasses.replace(existing, last_used_at=now)
+                raise AlreadyExists(self._exists_message(existing, exist_ok))
+            queries.upsert_env(
+                tx.session,
+                key,
+                status=EnvStatus.CREATING,
+                python_request=self.python_request,
+                python_version="",
+                interpreter="",
+                build_id="",
+                pyproject_toml="",
+                uv_lock="",
+                error="",
+                created_at=now,
+                updated_at=now,
+                last_used_at=now,
+            )
+            tx.event(EventType.ENVIRONMENT_CREATION_STARTED, subject_of(env), self.details)
+            self.op_id = tx.start(subject_of(env), "create", self.details)
+            return None
+
+        return await self.engine.core.commit(begin)
+
+    def _same_spec(self, existing: EnvRecord) -> bool:
+        """Was ``existing`` made from this request? Declared dependencies (pyproject.toml) are
+        compared, not the lock: an env whose packages were updated since still matches the spec
+        it was made from. Without a recorded resolution (another index configuration) the answer
+        is no, so the caller gets ALREADY_EXISTS."""
+        if existing.status not in (EnvStatus.READY, EnvStatus.BROKEN):
+            return False
+        if self.project is not None:
+            return (existing.pyproject_toml, existing.uv_lock) == (self.project.pyproject_toml, self.project.uv_lock)
+        return self.cached is not None and existing.pyproject_toml == self.cached[0]
+
+    def _exists_message(self, existing: EnvRecord, exist_ok: bool) -> str:
+        message = f"environment {self.env} already exists (status {existing.status})"
+        if not exist_ok:
+            return message
+        declared = proj.declared_dependencies(existing.pyproject_toml)
+        asked = [str(s) for s in self.specs] or "no packages"
+        return (
+            f"{message} with a different spec: it declares {declared or 'no packages'}, this request asks for "
+            f"{asked}{' (from the given uv.lock)' if self.project else ''}; use another version_id, or delete it first"
+        )
+
+    async def run(self) -> EnvRecord:
+        """Steps 3 and 4; on any failure mark the env FAILED, remove its folder, record why."""
+        try:
+            return await self._resolve_build_commit()
+        except BaseException as exc:
+            message = exc.message if isinstance(exc, EnvplaneError) else "creation was interrupted"
+            subject = subject_of(self.env)
+
+            def mark_failed(tx: Tx) -> None:
+                queries.upsert_env(
+                    tx.session, self.env.key, status=EnvStatus.FAILED, error=message, updated_at=time.time()
+                )
+                tx.event(EventType.ENVIRONMENT_CREATION_FAILED, subject, {**self.details, "error": message})
+
+            await asyncio.shield(asyncio.to_thread(self.engine.remove_project, self.env))
+            await self.engine.fail_operation(self.op_id, exc, self.log, mark_failed)
+            raise
+
+    async def _on_line(self, line: str) -> None:
+        await self.progress(Progress("uv", line))
+
+    async def _resolve(self) -> tuple[str, str]:
+        """Step 3: the pyproject and lock to install."""
+        engine, interpreter = self.engine, self.interpreter
+        await self.progress(Progress("resolve", f"using python {interpreter.version} at {interpreter.path}"))
+        if self.project is not None:
+            await self.progress(Progress("resolve", "checking that the given uv.lock matches its pyproject.toml"))
+            pyproject, lock = self.project.pyproject_toml, self.project.uv_lock
+            async with engine.staging("check", pyproject, lock) as staging:
+                await self._check_lock(staging)
+            return pyproject, lock
+        if self.cached is not None:
+            await self.progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
+            return self.cached
+        await self.progress(Progress("resolve", f"resolving {len(self.specs)} package(s) with uv"))
+        async with engine.staging("create", proj.pyproject_template(interpreter.version)) as staging:
+            flags = ["--python", interpreter.path, *engine.uv.index_flags()]
+            args = ["add", "--no-sync", *flags, *map(str, self.specs)] if self.specs else ["lock", *flags]
+            await engine.run_uv(args, staging, self.log, on_line=self._on_line, deadline=self.deadline, resolving=True)
+            return (staging / PYPROJECT).read_text(), (staging / LOCKFILE).read_text()
+
+    async def _check_lock(self, staging: Path) -> None:
+        """``uv lock --check``: the lock must be what uv would write for this pyproject. A
+        mismatch names both dependency lists (uv itself only says the lock needs updating)."""
+        engine = self.engine
+        args = ["lock", "--check", "--python", self.interpreter.path, *engine.uv.index_flags()]
+        try:
+            await engine.run_uv(args, staging, self.log, deadline=self.deadline, resolving=True)
+        except ResolutionFailed as exc:
+            if "needs to be updated" not in exc.detail:
+                raise  # not a mismatch: uv could not resolve the pyproject at all
+            assert self.project is not None
+            declared = proj.declared_dependencies(self.project.pyproject_toml)
+            locked_for = proj.locked_requirements(self.project.uv_lock)
+            raise InvalidArgument(
+                f"uv_lock does not match pyproject_toml: the pyproject declares {declared or 'no packages'}, "
+                f"the lock was made for {locked_for or 'no packages'}; lock them together (ExportEnv returns "
+                "a matching pair) or create from packages instead",
+                detail=exc.detail,
+            ) from None
+
+    async def _resolve_build_commit(self) -> EnvRecord:
+        engine, env, interpreter = self.engine, self.env, self.interpreter
+        pyproject, lock = await self._resolve()
+        staged = Staged(pyproject, lock, interpreter, build_id_for(lock, interpreter.identity), self.log)
+        await self.progress(Progress("install", f"installing into build {staged.build_id[:12]}"))
+        resolution_key = self.resolution_key if self.project is None else ""
+        build_dir = engine.layout.build_dir(staged.build_id)
+
+        def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord]:
+            record = queries.mark_ready(
+                tx.session,
+                env.key,
+                python_version=read_python_version(build_dir) or interpreter.version,
+                interpreter=interpreter.path,
+                build_id=staged.build_id,
+                pyproject_toml=pyproject,
+                uv_lock=lock,
+            )
+            if resolution_key:
+                queries.put_resolution(tx.session, resolution_key, pyproject, lock)
+            op = tx.finish(
+                self.op_id,
+                status=OpStatus.SUCCEEDED,
+                stdout=staged.stdout,
+                stderr=staged.stderr,
+                exit_code=0,
+                details={"build_id": staged.build_id, "reused_lock": self.cached is not None},
+            )
+            tx.event(
+                EventType.ENVIRONMENT_CREATED,
+                subject_of(env),
+                {
+                    "python_version": record.python_version,
+                    "build_id": staged.build_id,
+                    "dependencies": proj.declared_dependencies(pyproject),
+                    "locked": {p.name: p.version for p in proj.locked_packages(lock)},
+                },
+            )
+            return record, op
+
+        record, op = await engine.build_and_commit(env, staged, commit, on_line=self._on_line, deadline=self.deadline)
+        engine.core.observe(op)
+        return record

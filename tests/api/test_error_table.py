@@ -1,0 +1,277 @@
+"""One table of bad requests, run against BOTH faces: each case must give the same gRPC code
+(through the typed client) and the matching HTTP status and error body (over REST), with a
+message that names the problem."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from envplane import errors
+from envplane.client import EnvplaneClient
+from tests.support.daemons import ThreadDaemon
+
+BIG = 2**63  # one past what a database integer holds
+HUGE_TOKEN = "A" * 100_000
+TOKEN_PAST_INT64 = base64.urlsafe_b64encode(f"o:{BIG}".encode()).decode().rstrip("=")  # the server's format
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    error: type[errors.EnvplaneError]
+    code: grpc.StatusCode
+    http: int
+    fragment: str
+    grpc_call: Callable[[EnvplaneClient, str], Any] | None = None
+    # (method, url with {wf}, json body or None, query params, headers)
+    rest: tuple[str, str, Any, dict[str, Any], dict[str, str]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def rest(method: str, url: str, body: Any = None, params: dict[str, Any] | None = None, **headers: str) -> Any:
+    return (method, url, body, params or {}, {k.replace("_", "-"): v for k, v in headers.items()})
+
+
+INVALID = (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT, 422)
+NOT_FOUND = (errors.NotFound, grpc.StatusCode.NOT_FOUND, 404)
+
+CASES = [
+    Case(
+        "bad workflow id",
+        *INVALID,
+        "workflow_id",
+        lambda c, wf: c.environments.get("bad id!", "n"),
+        rest("GET", "/v1/environments/bad id!/n"),
+    ),
+    Case(
+        "option as a package",
+        *INVALID,
+        "packages[0]",
+        lambda c, wf: c.environments.create(wf, "n", packages=["--index-url=x"]),
+        rest("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["--index-url=x"]}),
+    ),
+    Case(
+        "python that is not installed",
+        *INVALID,
+        "python_version '3.4'",
+        lambda c, wf: c.environments.create(wf, "n", python_version="3.4"),
+        rest("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "python_version": "3.4"}),
+    ),
+    Case(
+        "unresolvable package",
+        *INVALID,
+        "does-not-exist",
+        lambda c, wf: c.environments.create(wf, "n", packages=["broken"]),
+        rest("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "packages": ["broken"]}),
+    ),
+    Case(
+        "missing env",
+        *NOT_FOUND,
+        "does not exist",
+        lambda c, wf: c.environments.get(wf, "missing"),
+        rest("GET", "/v1/environments/{wf}/missing"),
+    ),
+    Case(
+        "delete of a missing env",
+        *NOT_FOUND,
+        "does not exist",
+        lambda c, wf: c.environments.delete(wf, "missing"),
+        rest("DELETE", "/v1/environments/{wf}/missing"),
+    ),
+    Case(
+        "deps of a missing env",
+        *NOT_FOUND,
+        "does not exist",
+        lambda c, wf: c.environments.add_deps(wf, "missing", ["alpha"]),
+        rest("POST", "/v1/environments/{wf}/missing/dependencies", {"packages": ["alpha"]}),
+    ),
+    Case(
+        "cleanup of everything",
+        *INVALID,
+        "idle_hours",
+        lambda c, wf: c.environments.cleanup(0),
+        rest("POST", "/v1/cleanup", {"idle_hours": 0}),
+    ),
+    Case(
+        "page token not issued",
+        *INVALID,
+        "page_token",
+        lambda c, wf: c.environments.list(page_token="zzz"),
+        rest("GET", "/v1/environments", params={"page_token": "zzz"}),
+    ),
+    Case(
+        "100 KB page token",
+        *INVALID,
+        "page_token 'AAAA",
+        lambda c, wf: c.operations.list(page_token=HUGE_TOKEN),
+        rest("GET", "/v1/operations", params={"page_token": HUGE_TOKEN[:8000]}),  # uvicorn takes 16 KB of URL
+    ),
+    Case(
+        "page token past 2^63",
+        *INVALID,
+        "page_token",
+        lambda c, wf: c.environments.list(page_token=TOKEN_PAST_INT64),
+        rest("GET", "/v1/environments", params={"page_token": TOKEN_PAST_INT64}),
+    ),
+    Case(
+        "page size too large",
+        *INVALID,
+        "page_size must be <= 500",
+        lambda c, wf: c.operations.list(page_size=100_000),
+        rest("GET", "/v1/operations", params={"page_size": 100_000}),
+    ),
+    Case(
+        "page size past int32",
+        *INVALID,
+        "page_size",
+        None,
+        rest("GET", "/v1/environments", params={"page_size": 2**40}),
+    ),
+    Case(
+        "operation status",
+        *INVALID,
+        "status 'WEIRD'",
+        lambda c, wf: c.operations.list(status="weird"),
+        rest("GET", "/v1/operations", params={"status": "weird"}),
+    ),
+    Case(
+        "env status by name",
+        *INVALID,
+        "status 'bogus'",
+        None,  # statuses are numbers on the gRPC wire (see the test below); the client checks names itself
+        rest("GET", "/v1/environments", params={"status": "bogus"}),
+    ),
+    Case(
+        "unknown event type",
+        *INVALID,
+        "unknown event type",
+        lambda c, wf: list(c.events.watch(types=["Bogus"], follow=False)),
+        rest("GET", "/v1/events", params={"types": "Bogus", "follow": "false"}),
+    ),
+    Case(
+        "unknown subject kind",
+        *INVALID,
+        "unknown subject kind",
+        lambda c, wf: list(c.events.watch(kinds=["planet"], follow=False)),
+        rest("GET", "/v1/events", params={"kinds": "planet", "follow": "false"}),
+    ),
+    Case(
+        "event cursor below 0",
+        *INVALID,
+        "after_cursor",
+        lambda c, wf: list(c.events.watch(-1, follow=False)),
+        rest("GET", "/v1/events", params={"after_cursor": -1, "follow": "false"}),
+    ),
+    Case(
+        "event cursor past 2^63",
+        *INVALID,
+        "after_cursor must be an event cursor",
+        None,  # int64 on the wire: gRPC cannot carry it
+        rest("GET", "/v1/events", params={"after_cursor": BIG, "follow": "false"}),
+    ),
+    Case(
+        "Last-Event-ID past 2^63",
+        *INVALID,
+        "Last-Event-ID must be an event cursor",
+        None,
+        rest("GET", "/v1/events", params={"follow": "false"}, Last_Event_ID=str(BIG)),
+    ),
+    Case(
+        "Last-Event-ID that is not a number",
+        *INVALID,
+        "Last-Event-ID 'yesterday'",
+        None,
+        rest("GET", "/v1/events", params={"follow": "false"}, Last_Event_ID="yesterday"),
+    ),
+    Case(
+        "deadline that is NaN",
+        *INVALID,
+        "X-Request-Timeout",
+        None,  # a gRPC deadline is always a number of seconds
+        rest("POST", "/v1/environments/{wf}/n/sync", X_Request_Timeout="nan"),
+    ),
+    Case(
+        "deadline of 0",
+        *INVALID,
+        "X-Request-Timeout",
+        None,
+        rest("POST", "/v1/environments/{wf}/n/sync", X_Request_Timeout="0"),
+    ),
+    Case(
+        "operation that does not exist",
+        *NOT_FOUND,
+        "operation 99999999 does not exist",
+        lambda c, wf: c.operations.get(99999999),
+        rest("GET", "/v1/operations/99999999"),
+    ),
+    Case(
+        "delete operations before NaN",
+        *INVALID,
+        "before",
+        lambda c, wf: c.operations.delete(before=float("nan")),
+        rest("DELETE", "/v1/operations", params={"before": "nan"}),
+    ),
+    Case(
+        "unknown body field",
+        *INVALID,
+        "package: Extra inputs are not permitted",
+        None,  # a protobuf message has no unknown fields to set
+        rest("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "package": ["alpha"]}),
+    ),
+]
+
+
+@pytest.fixture
+def client(daemon: ThreadDaemon) -> Iterator[EnvplaneClient]:
+    with EnvplaneClient(daemon.grpc_addr, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def http(daemon: ThreadDaemon) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=daemon.http_url, timeout=60) as c:
+        yield c
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.grpc_call], ids=lambda c: c.name)
+def test_grpc_face(case: Case, client: EnvplaneClient, wf: str) -> None:
+    assert case.grpc_call is not None
+    with pytest.raises(case.error) as info:
+        case.grpc_call(client, wf)
+    assert case.fragment in info.value.message
+    assert info.value.__cause__.code() == case.code  # type: ignore[union-attr]
+    assert len(info.value.message) < 2000, "messages echo input cut short"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.rest], ids=lambda c: c.name)
+def test_rest_face(case: Case, http: httpx.Client, wf: str) -> None:
+    assert case.rest is not None
+    method, url, body, params, headers = case.rest
+    if isinstance(body, dict) and body.get("workflow_id") == "{wf}":
+        body = {**body, "workflow_id": wf}
+    response = http.request(method, url.replace("{wf}", wf), json=body, params=params, headers=headers)
+    assert response.status_code == case.http, response.text
+    error = response.json()["error"]
+    assert error["code"] == case.code.name
+    assert case.fragment in error["message"]
+    assert len(error["message"]) < 2000
+
+
+def test_list_envs_with_a_status_number_the_enum_lacks(daemon: ThreadDaemon) -> None:
+    """proto3 keeps unknown enum numbers: ListEnvs(status=99) must be refused, not INTERNAL."""
+    from envplane.v1 import environments_pb2 as pb
+    from envplane.v1 import environments_pb2_grpc as pb_grpc
+
+    with grpc.insecure_channel(daemon.grpc_addr) as channel:
+        stub = pb_grpc.EnvironmentServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ListEnvs(pb.ListEnvsRequest(status=99), timeout=10)  # type: ignore[arg-type]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "status 99 is not an environment status" in info.value.details()
