@@ -20,7 +20,7 @@ from envplane.environments import EnvironmentService
 from envplane.store import Store
 from tests.support.daemons import ThreadDaemon
 from tests.support.settings import offline_settings
-from tests.support.wheels import WheelSpec, build_slow_sdist, build_wheel, slow_spans_file
+from tests.support.wheels import WheelSpec, build_noisy_failing_sdist, build_slow_sdist, build_wheel, slow_spans_file
 
 WHEELS = [
     WheelSpec("alpha", "1.0.0"),
@@ -32,6 +32,7 @@ WHEELS = [
     WheelSpec("delta", "3.0.0", requires=("gamma",)),
     WheelSpec("broken", "1.0.0", requires=("does-not-exist>=1",)),
 ]
+NOISY_BYTES = 24_000  # what the "noisy" sdist prints to stderr before its build fails
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,7 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("wheelhouse")
     for spec in WHEELS:
         build_wheel(spec, folder)
+    build_noisy_failing_sdist("noisy", "1.0.0", NOISY_BYTES, folder)
     return folder
 
 

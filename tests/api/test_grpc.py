@@ -16,6 +16,7 @@ from envplane import errors
 from envplane.client import AsyncEnvplaneClient, EnvplaneClient
 from envplane.client.retry import RetryPolicy
 from envplane.v1 import environments_pb2 as pb
+from envplane.v1 import events_pb2
 from tests.support.daemons import ThreadDaemon
 from tests.support.envcheck import version_in_env
 from tests.support.waiting import eventually
@@ -116,7 +117,7 @@ def test_streaming_create_reports_phases_and_the_final_env(client: EnvplaneClien
 
 def test_watch_events_follows_live_and_resumes(client: EnvplaneClient, wf: str, daemon: ThreadDaemon) -> None:
     start = max((e.cursor for e in client.events.watch(0, follow=False)), default=0)
-    received: list[pb.Event] = []
+    received: list[events_pb2.Event] = []
 
     def follow() -> None:
         with EnvplaneClient(daemon.grpc_addr) as watcher:

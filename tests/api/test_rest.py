@@ -126,10 +126,22 @@ def test_events_as_server_sent_events(http: httpx.Client, wf: str) -> None:
         "event: EnvironmentCreationStarted",
         "event: EnvironmentCreated",
     ]
-    cursor = ours[0].splitlines()[0].removeprefix("id: ")
-    with http.stream("GET", "/v1/events", params={"follow": "false"}, headers={"Last-Event-ID": cursor}) as response:
-        resumed = "".join(response.iter_text())
-    assert f"id: {cursor}\n" not in resumed and "EnvironmentCreated" in resumed
+    started, created = (int(f.splitlines()[0].removeprefix("id: ")) for f in ours)
+    headers = {"Last-Event-ID": str(started)}
+    with http.stream("GET", "/v1/events", params={"follow": "false"}, headers=headers) as response:
+        resumed = [f for f in "".join(response.iter_text()).split("\n\n") if f.strip()]
+    cursors = [int(f.splitlines()[0].removeprefix("id: ")) for f in resumed]
+    assert cursors and min(cursors) == started + 1, "the stream resumes right after the cursor given"
+    mine = [f for f in resumed if f'"{wf}"' in f]
+    assert [int(f.splitlines()[0].removeprefix("id: ")) for f in mine] == [created]
+    data = json.loads(mine[0].splitlines()[2].removeprefix("data: "))
+    assert data["subject"] == {
+        "kind": "environment",
+        "id": f"{wf}/e",
+        "workflow_id": wf,
+        "node_id": "e",
+        "version_id": "",
+    }
 
 
 def test_cleanup_dry_run(http: httpx.Client) -> None:

@@ -120,3 +120,20 @@ async def test_global_uv_limit_bounds_processes(make_service, slow_package) -> N
     await asyncio.gather(*(service.create(EnvId.parse("wf", f"n{i}"), [n]) for i, n in enumerate(names)))
     sampler.cancel()
     assert peak == 1
+
+
+async def test_a_caller_in_a_hurry_does_not_fail_others_sharing_its_interpreter_lookup(
+    make_service,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two creates ask for a python nobody looked up yet: one with a deadline shorter than the
+    lookup (a uv process), one with none. Only the hurried one fails."""
+    service: EnvironmentService = await make_service()
+    hurried = asyncio.ensure_future(
+        service.create(
+            EnvId.parse("wf", "hurried"), ["alpha"], python_version="3.11.7", deadline=time.monotonic() + 0.01
+        )
+    )
+    patient = asyncio.ensure_future(service.create(EnvId.parse("wf", "patient"), ["alpha"], python_version="3.11.7"))
+    with pytest.raises(DeadlineExceeded, match=r"looking for python '3\.11\.7'"):
+        await hurried
+    assert (await patient).status == EnvStatus.READY

@@ -115,3 +115,22 @@ def test_page_tokens_round_trip_and_reject_garbage() -> None:
     page = make_page([1, 2], total=5, offset=0, limit=2)
     assert decode_token(page.next_page_token) == 2
     assert make_page([5], total=5, offset=4, limit=2).next_page_token == ""
+
+
+def test_uv_hints_about_its_own_flags_and_commands_are_dropped() -> None:
+    from envplane.environments.service.project import uv_error_headline, without_flag_hints
+
+    output = (
+        "error: Failed to resolve\n"
+        "  hint: Pre-releases are available for `x` (try: `--prerelease=allow`)\n"
+        "    and this line belongs to the same hint\n"
+        "hint: To update the lockfile, run `uv lock`.\n"
+        "hint: `alpha` was requested with a version the index lacks\n"
+        "Because alpha>=5 is unavailable, the requirements are unsatisfiable.\n"
+    )
+    kept = without_flag_hints(output)
+    assert "--prerelease" not in kept and "same hint" not in kept and "uv lock" not in kept
+    assert "hint: `alpha` was requested" in kept, "hints without flags or commands stay"
+    assert uv_error_headline(output, "?") == "Because alpha>=5 is unavailable, the requirements are unsatisfiable."
+    chained = "error: Failed to add dependencies\n  cause: Failed to build `noisy==1.0.0`\n"
+    assert uv_error_headline(chained, "?") == "Failed to add dependencies: Failed to build `noisy==1.0.0`"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -23,8 +24,38 @@ def config(wf: str, version: str = "v1", **extra: Any) -> dict[str, Any]:
     return {"workflow_id": wf, "node_id": "node", "version_id": version, "packages": ["alpha==1.0.0"], **extra}
 
 
-def test_implements_the_protocol(provider: EnvironmentProvider) -> None:
-    assert isinstance(provider, EnvironmentProvider)
+PROTOCOL_METHODS = [
+    "create_environment",
+    "get_environment",
+    "get_runtime_env",
+    "cleanup_environment",
+    "close",
+    "__enter__",
+    "__exit__",
+]
+
+
+@pytest.mark.parametrize("name", PROTOCOL_METHODS)
+def test_implements_the_protocol_with_its_signatures(provider: EnvironmentProvider, name: str) -> None:
+    """Not just the names (what a runtime_checkable isinstance looks at): the parameters, their
+    kinds and defaults, as the Protocol declares them."""
+    declared = inspect.signature(getattr(EnvironmentProvider, name))
+    implemented = inspect.signature(getattr(type(provider), name))
+    shape = [(p.name, p.kind, p.default) for p in declared.parameters.values()]
+    assert [(p.name, p.kind, p.default) for p in implemented.parameters.values()] == shape
+
+
+def test_closed_providers_refuse_every_call(provider: EnvironmentProvider, wf: str) -> None:
+    provider.create_environment("v1", config(wf))
+    provider.close()
+    provider.close()  # safe twice
+    for call in (
+        lambda: provider.create_environment("v2", config(wf, "v2")),
+        lambda: provider.get_runtime_env("v1", check_ray=False),
+        lambda: provider.cleanup_environment("v1"),
+    ):
+        with pytest.raises(FailedPrecondition, match="is closed"):
+            call()
 
 
 def test_create_returns_a_ready_env(provider: EnvironmentProvider, wf: str) -> None:
@@ -144,9 +175,3 @@ def test_unresolvable_packages_fail_clearly(provider: EnvironmentProvider, wf: s
         provider.create_environment("v1", config(wf, packages=["broken"]))
     with pytest.raises(NotFound):
         provider.get_environment("v1")
-
-
-def test_a_closed_provider_refuses_calls(provider: EnvironmentProvider, wf: str) -> None:
-    provider.close()
-    with pytest.raises(FailedPrecondition, match="closed"):
-        provider.create_environment("v1", config(wf))

@@ -121,24 +121,36 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
 '''
 
 
-def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path, spans: Path) -> Path:
-    """An sdist whose build (metadata and wheel) sleeps ``seconds``: uv must build it to use it.
+_NOISY_BACKEND = '''
+"""A PEP 517 backend whose build fails after printing a lot: uv's error output gets long."""
+import sys
 
-    Metadata is declared dynamic, so uv cannot read it from PKG-INFO and has to run the
-    backend while resolving too. Each (name, version) is built once per uv cache. Each
-    sleep is logged to ``spans`` (see :func:`read_spans`), so tests can tell which builds
-    overlapped without timing the whole operation.
-    """
+NOISE = {noise!r}
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    for i in range(NOISE // 100):
+        print(f"noise line {{i:06d}} ".ljust(99, "."), file=sys.stderr)
+    raise RuntimeError("this package never builds (a test's failing sdist)")
+
+
+build_wheel = prepare_metadata_for_build_wheel
+'''
+
+
+def _write_sdist(name: str, version: str, backend_name: str, backend: str, out_dir: Path) -> Path:
     import io
     import tarfile
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    spans.parent.mkdir(parents=True, exist_ok=True)
-    module = name.replace("-", "_")
-    root = f"{module}-{version}"
+    root = f"{name.replace('-', '_')}-{version}"
     files = {
-        "pyproject.toml": ('[build-system]\nrequires = []\nbuild-backend = "slow_backend"\nbackend-path = ["."]\n'),
-        "slow_backend.py": _SLOW_BACKEND.format(name=name, version=version, seconds=seconds, spans=str(spans)),
+        "pyproject.toml": f'[build-system]\nrequires = []\nbuild-backend = "{backend_name}"\nbackend-path = ["."]\n',
+        f"{backend_name}.py": backend,
         "PKG-INFO": f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\nDynamic: Requires-Dist\n",
     }
     path = out_dir / f"{root}.tar.gz"
@@ -149,6 +161,24 @@ def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path, spa
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+def build_noisy_failing_sdist(name: str, version: str, noise_bytes: int, out_dir: Path) -> Path:
+    """An sdist whose build prints ``noise_bytes`` to stderr, then fails: uv reports all of it."""
+    return _write_sdist(name, version, "noisy_backend", _NOISY_BACKEND.format(noise=noise_bytes), out_dir)
+
+
+def build_slow_sdist(name: str, version: str, seconds: float, out_dir: Path, spans: Path) -> Path:
+    """An sdist whose build (metadata and wheel) sleeps ``seconds``: uv must build it to use it.
+
+    Metadata is declared dynamic, so uv cannot read it from PKG-INFO and has to run the
+    backend while resolving too. Each (name, version) is built once per uv cache. Each
+    sleep is logged to ``spans`` (see :func:`read_spans`), so tests can tell which builds
+    overlapped without timing the whole operation.
+    """
+    spans.parent.mkdir(parents=True, exist_ok=True)
+    backend = _SLOW_BACKEND.format(name=name, version=version, seconds=seconds, spans=str(spans))
+    return _write_sdist(name, version, "slow_backend", backend, out_dir)
 
 
 def slow_spans_file(wheelhouse: Path, name: str) -> Path:

@@ -26,6 +26,14 @@ DESCRIPTION = (
 )
 
 
+HEALTH_SCHEMA = {
+    "type": "object",
+    "properties": {"status": {"const": "ok"}, "version": {"type": "string"}, "state": {"type": "string"}},
+    "required": ["status", "version", "state"],
+    "additionalProperties": {"type": ["integer", "string"]},
+}
+
+
 def create_app(
     routers: Sequence[APIRouter],
     *,
@@ -42,7 +50,15 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
-    @app.get("/health", summary="Liveness and basic figures (no token needed)", tags=["daemon"])
+    @app.get(
+        "/health",
+        summary="Liveness and basic figures (no token needed)",
+        tags=["daemon"],
+        responses={
+            200: {"description": "the daemon is serving", "content": {"application/json": {"schema": HEALTH_SCHEMA}}},
+            **rest_errors.ERROR_RESPONSES,
+        },
+    )
     async def get_health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, **health()}
 
@@ -55,7 +71,8 @@ def create_app(
             200: {
                 "description": "the text exposition format",
                 "content": {CONTENT_TYPE: {"schema": {"type": "string"}}},
-            }
+            },
+            **rest_errors.ERROR_RESPONSES,
         },
     )
     async def get_metrics() -> Response:

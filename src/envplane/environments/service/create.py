@@ -21,7 +21,6 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -87,6 +86,9 @@ async def create(
     # and leaves no FAILED env behind.
     interpreter = await engine.interpreters.find(request, deadline=deadline)
     creation = _Creation(engine, env, specs, interpreter, request, project, progress, deadline)
+    if project is not None:  # validation too: a lock that does not match leaves nothing behind
+        await progress(Progress("validate", "checking that the given uv.lock matches its pyproject.toml"))
+        await creation.check_lock()
     async with engine.env_locks.hold(
         env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
     ):
@@ -209,11 +211,8 @@ class _Creation:
         engine, interpreter = self.engine, self.interpreter
         await self.progress(Progress("resolve", f"using python {interpreter.version} at {interpreter.path}"))
         if self.project is not None:
-            await self.progress(Progress("resolve", "checking that the given uv.lock matches its pyproject.toml"))
-            pyproject, lock = self.project.pyproject_toml, self.project.uv_lock
-            async with engine.staging("check", pyproject, lock) as staging:
-                await self._check_lock(staging)
-            return pyproject, lock
+            await self.progress(Progress("resolve", "the given uv.lock is installed as it is (no resolution)"))
+            return self.project.pyproject_toml, self.project.uv_lock
         if self.cached is not None:
             await self.progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
             return self.cached
@@ -224,25 +223,25 @@ class _Creation:
             await engine.run_uv(args, staging, self.log, on_line=self._on_line, deadline=self.deadline, resolving=True)
             return (staging / PYPROJECT).read_text(), (staging / LOCKFILE).read_text()
 
-    async def _check_lock(self, staging: Path) -> None:
+    async def check_lock(self) -> None:
         """``uv lock --check``: the lock must be what uv would write for this pyproject. A
         mismatch names both dependency lists (uv itself only says the lock needs updating)."""
-        engine = self.engine
+        engine, project = self.engine, self.project
+        assert project is not None
         args = ["lock", "--check", "--python", self.interpreter.path, *engine.uv.index_flags()]
         try:
-            await engine.run_uv(args, staging, self.log, deadline=self.deadline, resolving=True)
+            async with engine.staging("check", project.pyproject_toml, project.uv_lock) as staging:
+                await engine.run_uv(args, staging, [], deadline=self.deadline, resolving=True)
         except ResolutionFailed as exc:
             if "needs to be updated" not in exc.detail:
                 raise  # not a mismatch: uv could not resolve the pyproject at all
-            assert self.project is not None
-            declared = proj.declared_dependencies(self.project.pyproject_toml)
-            locked_for = proj.locked_requirements(self.project.uv_lock)
+            declared = proj.declared_dependencies(project.pyproject_toml)
+            locked_for = proj.locked_requirements(project.uv_lock)
             raise InvalidArgument(
                 f"uv_lock does not match pyproject_toml: the pyproject declares {declared or 'no packages'}, "
                 f"the lock was made for {locked_for or 'no packages'}; lock them together (ExportEnv returns "
                 "a matching pair) or create from packages instead",
-                detail=exc.detail,
-            ) from None
+            ) from None  # uv's own output only says the lock needs updating, with advice about its flags
 
     async def _resolve_build_commit(self) -> EnvRecord:
         engine, env, interpreter = self.engine, self.env, self.interpreter

@@ -161,13 +161,15 @@ def version_changes(old_lock: str, new_lock: str) -> dict[str, list[str]]:
     }
 
 
-# uv's advice to pass one of its flags ("provide the `--frozen` flag", "try: `--prerelease=allow`"):
-# users cannot pass uv flags through envplane, so such hints only mislead.
-_FLAG_HINT = re.compile(r"`-{1,2}[a-z][\w-]*|--[a-z][\w-]*")
+# uv's advice to pass one of its flags ("provide the `--frozen` flag", "try: `--prerelease=allow`")
+# or to run uv itself ("run `uv lock`"): users cannot do either through envplane, so such
+# hints only mislead.
+_FLAG_HINT = re.compile(r"`-{1,2}[a-z][\w-]*|--[a-z][\w-]*|`uv [a-z]")
 
 
 def without_flag_hints(output: str) -> str:
-    """uv's output without the hint lines (and their indented continuations) that name uv flags."""
+    """uv's output without the hint lines (and their indented continuations) that name uv flags
+    or uv commands."""
     kept: list[str] = []
     dropping = False
     for line in output.splitlines(keepends=True):
@@ -184,12 +186,25 @@ def without_flag_hints(output: str) -> str:
 
 
 def uv_error_headline(stderr: str, fallback: str) -> str:
-    """The most telling line of uv's error output, for the short message."""
+    """The most telling line of uv's error output, for the short message: the resolver's
+    explanation ("Because ..."), else the error with its first cause ("Failed to add
+    dependencies: Failed to build `x==1.0`"), else the last line."""
     lines = [line.strip() for line in without_flag_hints(stderr).splitlines() if line.strip()]
-    for prefix in ("cause: Because", "Because", "╰─▶", "error:", "cause:"):
+
+    def bare(line: str) -> str:
+        for noise in ("╰─▶", "error:", "cause:"):
+            line = line.removeprefix(noise).strip()
+        return line
+
+    for prefix in ("cause: Because", "Because", "╰─▶"):
         for line in lines:
             if line.startswith(prefix):
-                for noise in ("╰─▶", "error:", "cause:"):
-                    line = line.removeprefix(noise).strip()
-                return line
+                return bare(line)
+    for index, line in enumerate(lines):
+        if line.startswith("error:"):
+            following = lines[index + 1] if index + 1 < len(lines) else ""
+            return f"{bare(line)}: {bare(following)}" if following.startswith("cause:") else bare(line)
+    for line in lines:
+        if line.startswith("cause:"):
+            return bare(line)
     return lines[-1] if lines else fallback
