@@ -103,15 +103,16 @@ def test_already_exists_busy_and_deadline(
 
 
 def test_streaming_create_reports_phases_and_the_final_env(client: EnvplaneClient, wf: str) -> None:
-    items = list(client.environments.create_stream(wf, "s", packages=["beta"]))
+    # A spec no other test uses: its resolution and build run here, so uv has lines to stream.
+    items = list(client.environments.create_stream(wf, "s", packages=["beta", "delta"]))
     phases = [i.phase for i in items]
     assert phases[0] == "validate" and phases[-1] == "done"
     assert {"resolve", "install", "uv"} <= set(phases)
     assert any("Installed" in i.message for i in items if i.phase == "uv")
     assert items[-1].environment.status == pb.READY
     with pytest.raises(errors.AlreadyExists):
-        list(client.environments.create_stream(wf, "s", packages=["beta"]))
-    reused = list(client.environments.create_stream(wf, "s", packages=["beta"], exist_ok=True))
+        list(client.environments.create_stream(wf, "s", packages=["beta", "delta"]))
+    reused = list(client.environments.create_stream(wf, "s", packages=["beta", "delta"], exist_ok=True))
     assert "reusing it" in reused[-1].message and reused[-1].environment.build_id == items[-1].environment.build_id
 
 

@@ -137,3 +137,20 @@ async def test_a_caller_in_a_hurry_does_not_fail_others_sharing_its_interpreter_
     with pytest.raises(DeadlineExceeded, match=r"looking for python '3\.11\.7'"):
         await hurried
     assert (await patient).status == EnvStatus.READY
+
+
+async def test_creates_sharing_a_build_run_together_and_keep_a_collector_away(service: EnvironmentService) -> None:
+    """Identical-spec creates reference one build at once (no exclusive lock between them), and
+    a collector leaves alone a build that is about to be referenced."""
+    only = await service.create(EnvId.parse("wf", "only"), ["gamma==0.1.0"])
+    build = only.record.build_id
+    async with service.builds.shared(build):
+        await service.delete(EnvId.parse("wf", "only"))  # collects unreferenced builds...
+        assert service.layout.is_complete(build), "...but not one a create is sharing"
+    assert await service.engine.release_builds() == [build], "once nobody shares it, it goes"
+    seed = await service.create(EnvId.parse("wf", "seed"), ["gamma==0.1.0"])  # builds it again
+    uv_before = service.uv.started_total
+    views = await asyncio.gather(*(service.create(EnvId.parse("wf", f"s{i}"), ["gamma==0.1.0"]) for i in range(8)))
+    assert service.uv.started_total == uv_before, "no uv: the shared path"
+    assert {v.record.build_id for v in views} == {seed.record.build_id}
+    assert all(version_in_env(v.python_executable, "gamma") == "0.1.0" for v in views)

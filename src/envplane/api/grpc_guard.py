@@ -102,6 +102,7 @@ def bearer_ok(presented: str | None, token: str) -> bool:
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     def __init__(self, token: str | None) -> None:
         self._token = token
+        self._checked: dict[str, grpc.RpcMethodHandler] = {}  # method -> its decode-checking handler
 
     async def intercept_service(
         self,
@@ -124,4 +125,7 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc sh
                     f"this daemon requires a token and the call {why}: send the metadata "
                     "'authorization: Bearer <token>' (envplane's clients send ENVPLANE_AUTH_TOKEN)",
                 )
-        return _checking_decode(handler, method)
+        checked = self._checked.get(method)
+        if checked is None or (checked.unary_unary is None and checked.unary_stream is None):
+            checked = self._checked[method] = _checking_decode(handler, method)
+        return checked

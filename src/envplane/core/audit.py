@@ -10,10 +10,25 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Index, Integer, Select, String, Text, delete, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, mapped_column
 
 from envplane.core.subject import Subject
 from envplane.store import Base
@@ -81,7 +96,45 @@ class OperationFilter:
     status: str = ""
 
 
-def record_of(row: OperationRow) -> OperationRecord:
+OPERATIONS = cast(Table, OperationRow.__table__)  # the declarative model's table
+_RECORD_COLUMNS = [
+    OPERATIONS.c[name]
+    for name in (
+        "id",
+        "subject_kind",
+        "subject_id",
+        "workflow_id",
+        "node_id",
+        "version_id",
+        "operation",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+        "stdout",
+        "stderr",
+        "exit_code",
+        "error",
+        "details",
+    )
+]
+_START = insert(OPERATIONS).returning(OPERATIONS.c.id)
+_BEFORE_FINISH = select(OPERATIONS.c.started_at, OPERATIONS.c.details).where(OPERATIONS.c.id == bindparam("op"))
+_FINISH = (
+    update(OPERATIONS)
+    .where(OPERATIONS.c.id == bindparam("op"))
+    .values(
+        {
+            name: bindparam(name)
+            for name in ("status", "finished_at", "duration_ms", "stdout", "stderr", "exit_code", "error", "details")
+        }
+    )
+    .returning(*_RECORD_COLUMNS)
+)
+_GET = select(*_RECORD_COLUMNS).where(OPERATIONS.c.id == bindparam("op"))
+
+
+def record_of(row: Any) -> OperationRecord:
     return OperationRecord(
         id=row.id,
         subject=Subject(row.subject_kind, row.subject_id, row.workflow_id, row.node_id, row.version_id),
@@ -98,25 +151,60 @@ def record_of(row: OperationRow) -> OperationRecord:
     )
 
 
-def start(session: Session, subject: Subject, operation: str, details: dict[str, Any]) -> int:
-    row = OperationRow(
-        subject_kind=subject.kind,
-        subject_id=subject.id,
-        workflow_id=subject.workflow_id,
-        node_id=subject.node_id,
-        version_id=subject.version_id,
-        operation=operation,
-        status=OpStatus.RUNNING,
-        started_at=time.time(),
-        details=details,
+def _values(subject: Subject, operation: str, details: dict[str, Any], started_at: float) -> dict[str, Any]:
+    return {
+        "subject_kind": subject.kind,
+        "subject_id": subject.id,
+        "workflow_id": subject.workflow_id,
+        "node_id": subject.node_id,
+        "version_id": subject.version_id,
+        "operation": operation,
+        "status": OpStatus.RUNNING,
+        "started_at": started_at,
+        "finished_at": None,
+        "duration_ms": None,
+        "stdout": "",
+        "stderr": "",
+        "exit_code": None,
+        "error": "",
+        "details": details,
+    }
+
+
+def start(db: Connection, subject: Subject, operation: str, details: dict[str, Any]) -> int:
+    """Record an operation RUNNING; it is finished later (``finish``)."""
+    return int(db.execute(_START, _values(subject, operation, details, time.time())).scalar_one())
+
+
+def record(
+    db: Connection,
+    subject: Subject,
+    operation: str,
+    details: dict[str, Any],
+    *,
+    started_at: float,
+    status: str,
+    exit_code: int | None = None,
+    error: str = "",
+) -> OperationRecord:
+    """Record an operation that is over already (one statement: the identical-spec create)."""
+    now = time.time()
+    values = _values(subject, operation, details, started_at)
+    values.update(
+        status=status,
+        finished_at=now,
+        duration_ms=round((now - started_at) * 1000),
+        exit_code=exit_code,
+        error=error,
     )
-    session.add(row)
-    session.flush()
-    return row.id
+    op_id = int(db.execute(_START, values).scalar_one())
+    return OperationRecord(
+        op_id, subject, operation, status, started_at, now, values["duration_ms"], "", "", exit_code, error, details
+    )
 
 
 def finish(
-    session: Session,
+    db: Connection,
     op_id: int,
     *,
     status: str,
@@ -126,67 +214,69 @@ def finish(
     error: str = "",
     details: dict[str, Any] | None = None,
 ) -> OperationRecord:
-    row = session.get(OperationRow, op_id)
-    if row is None:  # only a deletion that ignored RUNNING records could do this
+    before = db.execute(_BEFORE_FINISH, {"op": op_id}).first()
+    if before is None:  # only a deletion that ignored RUNNING records could do this
         raise LookupError(f"operation {op_id} vanished while it ran")
     now = time.time()
-    row.status = status
-    row.finished_at = now
-    row.duration_ms = round((now - row.started_at) * 1000)
-    row.stdout, row.stderr, row.exit_code, row.error = stdout, stderr, exit_code, error
-    if details:
-        row.details = {**(row.details or {}), **details}
-    session.flush()
-    return record_of(row)
+    merged = {**(before.details or {}), **(details or {})}
+    values = {
+        "op": op_id,
+        "status": status,
+        "finished_at": now,
+        "duration_ms": round((now - before.started_at) * 1000),
+        "stdout": stdout,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "error": error,
+        "details": merged,
+    }
+    return record_of(db.execute(_FINISH, values).one())
 
 
-def fail_running(session: Session, reason: str) -> list[OperationRecord]:
+def fail_running(db: Connection, reason: str) -> list[OperationRecord]:
     """Finish FAILED every record still RUNNING (start-up: their daemon died)."""
-    rows = session.scalars(select(OperationRow).where(OperationRow.status == OpStatus.RUNNING)).all()
-    return [finish(session, r.id, status=OpStatus.FAILED, error=reason) for r in rows]
+    running = db.scalars(select(OPERATIONS.c.id).where(OPERATIONS.c.status == OpStatus.RUNNING)).all()
+    return [finish(db, op_id, status=OpStatus.FAILED, error=reason) for op_id in running]
 
 
-def get(session: Session, op_id: int) -> OperationRecord | None:
-    row = session.get(OperationRow, op_id)
+def get(db: Connection, op_id: int) -> OperationRecord | None:
+    row = db.execute(_GET, {"op": op_id}).first()
     return record_of(row) if row else None
 
 
-def _filtered(query: Select[Any], where: OperationFilter) -> Select[Any]:
+def _filtered(query: Any, where: OperationFilter) -> Any:
     conditions = {
-        OperationRow.subject_kind: where.kind,
-        OperationRow.subject_id: where.subject_id,
-        OperationRow.workflow_id: where.workflow_id,
-        OperationRow.node_id: where.node_id,
-        OperationRow.operation: where.operation,
-        OperationRow.status: where.status,
+        OPERATIONS.c.subject_kind: where.kind,
+        OPERATIONS.c.subject_id: where.subject_id,
+        OPERATIONS.c.workflow_id: where.workflow_id,
+        OPERATIONS.c.node_id: where.node_id,
+        OPERATIONS.c.operation: where.operation,
+        OPERATIONS.c.status: where.status,
     }
     for column, value in conditions.items():
         if value:
             query = query.where(column == value)
     if where.version_id is not None:
-        query = query.where(OperationRow.version_id == where.version_id)
+        query = query.where(OPERATIONS.c.version_id == where.version_id)
     return query
 
 
 def list_operations(
-    session: Session, where: OperationFilter, *, offset: int = 0, limit: int = 50
+    db: Connection, where: OperationFilter, *, offset: int = 0, limit: int = 50
 ) -> tuple[list[OperationRecord], int]:
     """A page of matching records, newest first, and how many match in all."""
-    query = _filtered(select(OperationRow), where)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(OperationRow.id.desc()).offset(offset).limit(limit)).all()
-    return [record_of(r) for r in rows], total
+    total = db.scalar(_filtered(select(func.count()).select_from(OPERATIONS), where)) or 0
+    query = _filtered(select(*_RECORD_COLUMNS), where).order_by(OPERATIONS.c.id.desc()).offset(offset).limit(limit)
+    return [record_of(r) for r in db.execute(query)], total
 
 
-def delete_operations(
-    session: Session, where: OperationFilter, *, before: float | None = None
-) -> tuple[int, list[str]]:
+def delete_operations(db: Connection, where: OperationFilter, *, before: float | None = None) -> tuple[int, list[str]]:
     """Delete finished records matching ``where``: (how many, the distinct node ids)."""
 
     def matching(query: Any) -> Any:
-        query = _filtered(query, where).where(OperationRow.status != OpStatus.RUNNING)
-        return query if before is None else query.where(OperationRow.started_at < before)
+        query = _filtered(query, where).where(OPERATIONS.c.status != OpStatus.RUNNING)
+        return query if before is None else query.where(OPERATIONS.c.started_at < before)
 
-    nodes = sorted(session.scalars(matching(select(OperationRow.node_id).distinct())).all())
-    result = session.execute(matching(delete(OperationRow)))
-    return int(getattr(result, "rowcount", 0) or 0), nodes
+    nodes = sorted(db.scalars(matching(select(OPERATIONS.c.node_id).distinct())).all())
+    result = db.execute(matching(delete(OPERATIONS)))
+    return int(result.rowcount or 0), nodes

@@ -8,7 +8,7 @@ the environments service), never its internals.
 
 :meth:`Core.commit` is how every capability changes state: one transaction holds the change,
 its audit records and its events (:class:`Tx`), and the events reach watchers after the commit,
-in cursor order.
+in cursor order. Concurrent commits are grouped into one transaction (``commits.py``).
 """
 
 from __future__ import annotations
@@ -19,17 +19,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy.orm import Session
-
 from envplane.config import Settings
-from envplane.core import audit, events
+from envplane.core import audit
 from envplane.core.activity import Activity
 from envplane.core.audit import OperationRecord
+from envplane.core.commits import Committer
+from envplane.core.commits import Tx as Tx
 from envplane.core.datadir import DataDir
-from envplane.core.events import EventBus, EventRecord
+from envplane.core.events import EventBus
 from envplane.core.metrics import Metrics
 from envplane.core.retention import Retention
-from envplane.core.subject import Subject
 from envplane.store import Store
 
 if TYPE_CHECKING:
@@ -49,27 +48,6 @@ class CoreRecovery:
     operations_failed: int
 
 
-class Tx:
-    """One transaction of an operation: the change (``session``), its audit records and events."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.events: list[EventRecord] = []
-
-    def event(self, type_: str, subject: Subject, payload: dict[str, Any]) -> EventRecord:
-        record = events.add(self.session, type_, subject, payload)
-        self.events.append(record)
-        return record
-
-    def start(self, subject: Subject, operation: str, details: dict[str, Any] | None = None) -> int:
-        """Record an operation RUNNING; returns its id."""
-        return audit.start(self.session, subject, operation, details or {})
-
-    def finish(self, op_id: int, **outcome: Any) -> OperationRecord:
-        """Finish the record (``status=``, ``stdout=``, ``stderr=``, ``exit_code=``, ``error=``…)."""
-        return audit.finish(self.session, op_id, **outcome)
-
-
 class Core:
     """The plumbing every capability shares: settings, store, events, audit, metrics, data dir."""
 
@@ -84,22 +62,13 @@ class Core:
         self.subject_kinds: set[str] = set()
         self.event_types: set[str] = set()
         self.activity = Activity(self)
-        # Event-producing commits and their publication happen in id order under this lock,
-        # so a watcher following live events never sees a later cursor before an earlier one.
-        self._commit_lock = asyncio.Lock()
+        self._committer = Committer(store, self.bus)
         self.metrics.event_watchers.set_function(lambda: self.bus.watchers)
 
     async def commit(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in one transaction; publish the events it added once it has committed."""
-        async with self._commit_lock:
-
-            def run(session: Session) -> tuple[T, list[EventRecord]]:
-                tx = Tx(session)
-                return fn(tx), tx.events
-
-            result, committed = await self.store.run(run)
-            self.bus.publish(committed)
-        return result
+        """Run ``fn`` in a transaction (grouped with concurrent commits: ``commits.py``);
+        publish the events it added once it has committed, in cursor order."""
+        return await self._committer.commit(fn)
 
     async def commit_shielded(self, fn: Callable[[Tx], T]) -> T:
         """A commit that a cancelled request cannot interrupt (failure bookkeeping)."""
@@ -116,7 +85,7 @@ class Core:
         running (they could still write), wipe ``tmp/``, and record the operations it left
         RUNNING as FAILED (every capability's). Cheap when the last stop was clean."""
         killed = await asyncio.to_thread(self.data_dir.reclaim)
-        failed = await self.commit(lambda tx: audit.fail_running(tx.session, INTERRUPTED))
+        failed = await self.commit(lambda tx: audit.fail_running(tx.db, INTERRUPTED))
         recovery = CoreRecovery(killed, len(failed))
         if killed or failed:
             logger.warning(
@@ -127,8 +96,10 @@ class Core:
         return recovery
 
     async def stop(self) -> None:
-        """Stop what the core owns: the retention task, then the event bus (wakes watchers)."""
+        """Stop what the core owns: the retention task, the queued commits, then the event bus
+        (wakes watchers). Safe twice."""
         await self.retention.stop()
+        await self._committer.close()
         self.bus.close()
 
 

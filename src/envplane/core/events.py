@@ -16,10 +16,10 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Float, Integer, String, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import JSON, Connection, Float, Integer, String, Table, bindparam, func, insert, select
+from sqlalchemy.orm import Mapped, mapped_column
 
 from envplane.core import marks
 from envplane.core.subject import Subject
@@ -55,7 +55,26 @@ class EventRecord:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
-def record_of(row: EventRow) -> EventRecord:
+EVENTS = cast(Table, EventRow.__table__)  # the declarative model's table
+_COLUMNS = [
+    EVENTS.c[name]
+    for name in (
+        "id",
+        "type",
+        "subject_kind",
+        "subject_id",
+        "workflow_id",
+        "node_id",
+        "version_id",
+        "occurred_at",
+        "payload",
+    )
+]
+_ADD = insert(EVENTS).returning(EVENTS.c.id)
+_AFTER = select(*_COLUMNS).where(EVENTS.c.id > bindparam("cursor")).order_by(EVENTS.c.id).limit(bindparam("limit"))
+
+
+def record_of(row: Any) -> EventRecord:
     return EventRecord(
         cursor=row.id,
         type=row.type,
@@ -65,40 +84,39 @@ def record_of(row: EventRow) -> EventRecord:
     )
 
 
-def add(session: Session, type_: str, subject: Subject, payload: dict[str, Any]) -> EventRecord:
-    row = EventRow(
-        type=type_,
-        subject_kind=subject.kind,
-        subject_id=subject.id,
-        workflow_id=subject.workflow_id,
-        node_id=subject.node_id,
-        version_id=subject.version_id,
-        occurred_at=time.time(),
-        payload=payload,
-    )
-    session.add(row)
-    session.flush()
-    return record_of(row)
+def add(db: Connection, type_: str, subject: Subject, payload: dict[str, Any]) -> EventRecord:
+    occurred_at = time.time()
+    values = {
+        "type": type_,
+        "subject_kind": subject.kind,
+        "subject_id": subject.id,
+        "workflow_id": subject.workflow_id,
+        "node_id": subject.node_id,
+        "version_id": subject.version_id,
+        "occurred_at": occurred_at,
+        "payload": payload,
+    }
+    cursor = int(db.execute(_ADD, values).scalar_one())
+    return EventRecord(cursor, type_, subject, occurred_at, dict(payload))
 
 
 def events_after(
-    session: Session, *, cursor: int, limit: int = PAGE, types: Sequence[str] = (), kinds: Sequence[str] = ()
+    db: Connection, *, cursor: int, limit: int = PAGE, types: Sequence[str] = (), kinds: Sequence[str] = ()
 ) -> list[EventRecord]:
-    query = select(EventRow).where(EventRow.id > cursor)
+    query = _AFTER
     if types:
-        query = query.where(EventRow.type.in_(list(types)))
+        query = query.where(EVENTS.c.type.in_(list(types)))
     if kinds:
-        query = query.where(EventRow.subject_kind.in_(list(kinds)))
-    rows = session.scalars(query.order_by(EventRow.id).limit(limit)).all()
-    return [record_of(r) for r in rows]
+        query = query.where(EVENTS.c.subject_kind.in_(list(kinds)))
+    return [record_of(r) for r in db.execute(query, {"cursor": cursor, "limit": limit})]
 
 
-def check_resumable(session: Session, after: int) -> None:
+def check_resumable(db: Connection, after: int) -> None:
     """Raise :class:`EventsPruned` if retention removed events that came after ``after``
     (0 means "from the oldest kept": nothing the caller saw can be missing)."""
-    through = marks.pruned_through(session, EventRow.__tablename__)
+    through = marks.pruned_through(db, EventRow.__tablename__)
     if 0 < after < through:
-        oldest = session.scalar(select(func.min(EventRow.id)))
+        oldest = db.scalar(select(func.min(EVENTS.c.id)))
         kept = f"the oldest event still kept is cursor {oldest}" if oldest else "no events are kept"
         raise EventsPruned(
             f"events after cursor {after} were pruned by retention (up to cursor {through}; settings "
@@ -164,10 +182,10 @@ class EventBus:
             first = True
             while True:  # replay in pages until the database has nothing newer
 
-                def page_after(session: Session, cursor: int = cursor, first: bool = first) -> list[EventRecord]:
+                def page_after(db: Connection, cursor: int = cursor, first: bool = first) -> list[EventRecord]:
                     if first:  # in the replay's own transaction: pruning cannot slip in between
-                        check_resumable(session, after)
-                    return events_after(session, cursor=cursor, types=types, kinds=kinds)
+                        check_resumable(db, after)
+                    return events_after(db, cursor=cursor, types=types, kinds=kinds)
 
                 page = await self._store.run(page_after)
                 first = False

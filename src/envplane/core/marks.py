@@ -4,9 +4,10 @@ after its cursor still exist, and ids must never be mistaken for ones that were 
 from __future__ import annotations
 
 import time
+from typing import cast
 
-from sqlalchemy import Float, Integer, String
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Connection, Float, Integer, String, Table, bindparam, insert, select, update
+from sqlalchemy.orm import Mapped, mapped_column
 
 from envplane.store import Base
 
@@ -19,14 +20,20 @@ class RetentionMarkRow(Base):
     pruned_at: Mapped[float] = mapped_column(Float)
 
 
-def pruned_through(session: Session, name: str) -> int:
-    row = session.get(RetentionMarkRow, name)
-    return row.pruned_through if row else 0
+MARKS = cast(Table, RetentionMarkRow.__table__)  # the declarative model's table
+_GET = select(MARKS.c.pruned_through).where(MARKS.c.name == bindparam("mark"))
 
 
-def advance(session: Session, name: str, through: int) -> None:
-    row = session.get(RetentionMarkRow, name)
-    if row is None:
-        session.add(RetentionMarkRow(name=name, pruned_through=through, pruned_at=time.time()))
-    elif through > row.pruned_through:
-        row.pruned_through, row.pruned_at = through, time.time()
+def pruned_through(db: Connection, name: str) -> int:
+    return int(db.scalar(_GET, {"mark": name}) or 0)
+
+
+def advance(db: Connection, name: str, through: int) -> None:
+    now = time.time()
+    moved = db.execute(
+        update(MARKS)
+        .where(MARKS.c.name == name, MARKS.c.pruned_through < through)
+        .values(pruned_through=through, pruned_at=now)
+    )
+    if not moved.rowcount and db.scalar(_GET, {"mark": name}) is None:
+        db.execute(insert(MARKS).values(name=name, pruned_through=through, pruned_at=now))

@@ -19,8 +19,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from envplane.config import Settings
 from envplane.core import marks
@@ -46,46 +46,46 @@ class Pruned:
     events_through: int = 0  # the highest event cursor now gone (0: none pruned this time)
 
 
-def _count_cutoff(session: Session, id_column: InstrumentedAttribute[int], keep: Keep) -> int:
+def _count_cutoff(db: Connection, id_column: InstrumentedAttribute[int], keep: Keep) -> int:
     """The id of the newest row beyond the ``keep.count`` newest (0: nothing beyond)."""
     if not keep.count:
         return 0
     query = select(id_column).order_by(id_column.desc()).offset(keep.count).limit(1)
-    return int(session.scalar(query) or 0)
+    return int(db.scalar(query) or 0)
 
 
-def prune_events(session: Session, keep: Keep, now: float) -> tuple[int, int]:
+def prune_events(db: Connection, keep: Keep, now: float) -> tuple[int, int]:
     """Remove old events as one range; (how many, the highest cursor removed)."""
-    newest = int(session.scalar(select(func.max(EventRow.id))) or 0)
-    cutoff = _count_cutoff(session, EventRow.id, keep)
+    newest = int(db.scalar(select(func.max(EventRow.id))) or 0)
+    cutoff = _count_cutoff(db, EventRow.id, keep)
     if keep.days:
-        aged = session.scalar(select(func.max(EventRow.id)).where(EventRow.occurred_at < now - keep.days * DAY))
+        aged = db.scalar(select(func.max(EventRow.id)).where(EventRow.occurred_at < now - keep.days * DAY))
         cutoff = max(cutoff, int(aged or 0))
     cutoff = min(cutoff, newest - 1)
     if cutoff <= 0:
         return 0, 0
-    result = session.execute(delete(EventRow).where(EventRow.id <= cutoff))
-    marks.advance(session, EventRow.__tablename__, cutoff)
-    return int(getattr(result, "rowcount", 0) or 0), cutoff
+    result = db.execute(delete(EventRow).where(EventRow.id <= cutoff))
+    marks.advance(db, EventRow.__tablename__, cutoff)
+    return int(result.rowcount or 0), cutoff
 
 
-def prune_operations(session: Session, keep: Keep, now: float) -> int:
+def prune_operations(db: Connection, keep: Keep, now: float) -> int:
     """Remove finished audit records beyond the count or older than the age limit."""
-    newest = int(session.scalar(select(func.max(OperationRow.id))) or 0)
+    newest = int(db.scalar(select(func.max(OperationRow.id))) or 0)
     conditions = []
-    if cutoff := _count_cutoff(session, OperationRow.id, keep):
+    if cutoff := _count_cutoff(db, OperationRow.id, keep):
         conditions.append(OperationRow.id <= cutoff)
     if keep.days:
         conditions.append(OperationRow.started_at < now - keep.days * DAY)
     if not conditions:
         return 0
     where = (or_(*conditions), OperationRow.status != OpStatus.RUNNING, OperationRow.id < newest)
-    through = session.scalar(select(func.max(OperationRow.id)).where(*where))
+    through = db.scalar(select(func.max(OperationRow.id)).where(*where))
     if not through:
         return 0
-    result = session.execute(delete(OperationRow).where(*where))
-    marks.advance(session, OperationRow.__tablename__, int(through))
-    return int(getattr(result, "rowcount", 0) or 0)
+    result = db.execute(delete(OperationRow).where(*where))
+    marks.advance(db, OperationRow.__tablename__, int(through))
+    return int(result.rowcount or 0)
 
 
 class Retention:
@@ -100,10 +100,10 @@ class Retention:
         self._task: asyncio.Task[None] | None = None
 
     async def prune(self) -> Pruned:
-        def run(session: Session) -> Pruned:
+        def run(db: Connection) -> Pruned:
             now = time.time()
-            operations = prune_operations(session, self.operations, now)
-            events, through = prune_events(session, self.events, now)
+            operations = prune_operations(db, self.operations, now)
+            events, through = prune_events(db, self.events, now)
             return Pruned(operations, events, through)
 
         pruned = await self._store.run(run)

@@ -7,6 +7,7 @@ names the field, unless ``allow_direct_references`` is set (then ``name @ URL`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -85,7 +86,23 @@ def collect_specs(
     packages_field: str = "packages",
     requirements_field: str = "requirements",
 ) -> list[Requirement]:
-    """Validate ``packages`` and ``requirements`` together; one spec per distribution name."""
+    """Validate ``packages`` and ``requirements`` together; one spec per distribution name.
+
+    Engines send the same specs again and again (every run provisions its nodes): the answer
+    for a given request is kept (errors are not), so parsing costs once per distinct spec."""
+    if len(packages) > MAX_SPECS:
+        raise InvalidArgument(f"{packages_field}: at most {MAX_SPECS} packages per request")
+    return list(_collect(tuple(packages), requirements, allow_direct_references, packages_field, requirements_field))
+
+
+@functools.lru_cache(maxsize=1024)
+def _collect(
+    packages: tuple[str, ...],
+    requirements: str,
+    allow_direct_references: bool,
+    packages_field: str,
+    requirements_field: str,
+) -> tuple[Requirement, ...]:
     if len(packages) > MAX_SPECS:
         raise InvalidArgument(f"{packages_field}: at most {MAX_SPECS} packages per request")
     specs = [
@@ -104,7 +121,7 @@ def collect_specs(
                 f"package {spec.name!r} is given twice with different specs: {seen[name]!r} and {str(spec)!r}"
             )
         seen[name] = str(spec)
-    return [Requirement(s) for s in dict.fromkeys(seen.values())]
+    return tuple(Requirement(s) for s in dict.fromkeys(seen.values()))
 
 
 def spec_hash(specs: Iterable[Requirement], *parts: str) -> str:

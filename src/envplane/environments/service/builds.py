@@ -9,8 +9,10 @@ is removed. Builds no environment references are collected.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from envplane.core.files import remove_tree
@@ -42,10 +44,30 @@ def read_python_version(build: Path) -> str:
 
 
 class BuildCache:
+    """Builds on disk. ``locks`` are exclusive (making, repairing, collecting one build);
+    :meth:`shared` lets any number of creates point envs at a complete build at once, while
+    keeping a collector away from it."""
+
     def __init__(self, layout: Layout, uv: UvRunner) -> None:
         self._layout = layout
         self._uv = uv
         self.locks = KeyedLocks("build")
+        self._sharers: Counter[str] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def shared(self, build_id: str) -> AsyncIterator[None]:
+        """Use a build alongside others: waits out an exclusive holder (a collector, say), then
+        counts as a user until the block ends, so the collector leaves the build alone."""
+        while self.locks.busy(build_id):
+            async with self.locks.hold(build_id, holder="share"):
+                pass
+        self._sharers[build_id] += 1  # no await since the check: nothing can slip in between
+        try:
+            yield
+        finally:
+            self._sharers[build_id] -= 1
+            if not self._sharers[build_id]:
+                del self._sharers[build_id]
 
     async def ensure(
         self,
@@ -108,10 +130,10 @@ class BuildCache:
         removed: list[str] = []
         first_look = await references()
         for build_id in self.on_disk():
-            if build_id in first_look or self.locks.busy(build_id):
+            if build_id in first_look or self.locks.busy(build_id) or self._sharers[build_id]:
                 continue
             async with self.locks.hold(build_id, holder="collect"):
-                if build_id in await references():
+                if self._sharers[build_id] or build_id in await references():
                     continue
                 if not dry_run:
                     await asyncio.to_thread(remove_tree, self._layout.build_dir(build_id))

@@ -137,7 +137,7 @@ async def _change(
 
             def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord]:
                 record = queries.mark_ready(
-                    tx.session,
+                    tx.db,
                     env.key,
                     build_id=staged.build_id,
                     pyproject_toml=pyproject,

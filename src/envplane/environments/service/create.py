@@ -3,15 +3,20 @@ or from an existing ``pyproject.toml`` + ``uv.lock`` installed as they are.
 
 One create, step by step (``_Creation``):
 
-1. validate the specs (or the project files) and find the interpreter: bad input fails here,
-   before any state or audit;
-2. in one transaction: the existence check (``exist_ok`` may return the existing env here), the
-   CREATING row, its event, its audit record, and the lookup of an earlier resolution;
+1. validate the specs (or the project files, whose lock ``uv lock --check`` must accept) and
+   find the interpreter: bad input fails here, before any state or audit;
+2. (a) the existence check (``exist_ok`` may return the existing env here) and the lookup of an
+   earlier resolution of the same spec, in one read; (b) the CREATING row, its event and its
+   audit record, in one transaction;
 3. resolve with ``uv add --no-sync`` in a staging folder, unless an identical spec was resolved
-   before (its lock is reused) or a lock was given (checked against its pyproject);
+   before (its lock is reused) or a lock was given;
 4. build (or share) the venv, materialize the folder, commit READY (``engine.build_and_commit``).
 
-Any failure after step 2 leaves a FAILED env with nothing on disk, and the reason in its row.
+Any failure after step 2b leaves a FAILED env with nothing on disk, and the reason in its row.
+The identical-spec path (a lock resolved before, its build complete on disk) is one commit
+(``share``): nothing slow can be interrupted there, so the existence check, materializing and
+the READY row go together. The engine remembers the locks of the specs it has seen, so the
+check before it (step 2a) is needed only the first time.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.requirements import Requirement
+from sqlalchemy import Connection
 
 from envplane.core.audit import OperationRecord, OpStatus
 from envplane.core.capability import Tx
@@ -92,11 +98,17 @@ async def create(
     async with engine.env_locks.hold(
         env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
     ):
-        reused = await creation.begin(exist_ok)
-        record = reused or await creation.run()
-    if reused is not None:
+        shared = await creation.share(exist_ok)  # the identical-spec path, when its lock is known
+        if shared is None:
+            reused = await creation.check(exist_ok)
+            if reused is not None:
+                shared = (reused, True)
+            else:
+                shared = await creation.share(exist_ok) or (await creation.run(), False)
+    record, reused_it = shared
+    if reused_it:
         await progress(Progress("done", f"environment {env} exists with the same spec: reusing it"))
-        return engine.view(env, reused, reused=True)
+        return engine.view(env, record, reused=True)
     await progress(Progress("done", f"environment {env} is READY"))
     return engine.view(env, record)
 
@@ -128,23 +140,40 @@ class _Creation:
     def resolution_key(self) -> str:
         return spec_hash(self.specs, self.interpreter.identity, self.engine.uv.index_fingerprint())
 
-    async def begin(self, exist_ok: bool) -> EnvRecord | None:
-        """Step 2. Returns the existing env when ``exist_ok`` reuses it; else records CREATING."""
-        env, key, now = self.env, self.env.key, time.time()
+    async def check(self, exist_ok: bool) -> EnvRecord | None:
+        """Step 2a, one transaction with no event: is the env there (``exist_ok`` reuses it:
+        returned, only its use recorded), and was this spec resolved before?"""
+        key, now = self.env.key, time.time()
         resolution_key = self.resolution_key if self.project is None else ""
 
-        def begin(tx: Tx) -> EnvRecord | None:
-            existing = queries.get_env(tx.session, key)
+        def check(db: Connection) -> EnvRecord | None:
+            existing = queries.get_env(db, key)
             if resolution_key:
-                self.cached = queries.get_resolution(tx.session, resolution_key)
-            if existing is not None and existing.status != EnvStatus.FAILED:
-                if exist_ok and self._same_spec(existing):
-                    queries.touch_env(tx.session, key, now)
-                    return dataclasses.replace(existing, last_used_at=now)
-                raise AlreadyExists(self._exists_message(existing, exist_ok))
+                self.cached = queries.get_resolution(db, resolution_key)
+                if self.cached is not None:
+                    self.engine.resolutions.put(resolution_key, self.cached)
+            if existing is None or existing.status == EnvStatus.FAILED:
+                return None
+            if exist_ok and self._same_spec(existing):
+                queries.touch_env(db, key, now)
+                return dataclasses.replace(existing, last_used_at=now)
+            raise AlreadyExists(self._exists_message(existing, exist_ok))
+
+        return await self.engine.core.store.run(check)
+
+    async def run(self) -> EnvRecord:
+        """Steps 2b to 4: recorded CREATING first (recovery then knows it was under way)."""
+        await self._begin()
+        return await self._create()
+
+    async def _begin(self) -> None:
+        """Step 2b: the CREATING row, its event and its audit record, in one transaction."""
+        env, now, subject = self.env, time.time(), subject_of(self.env)
+
+        def begin(tx: Tx) -> None:
             queries.upsert_env(
-                tx.session,
-                key,
+                tx.db,
+                env.key,
                 status=EnvStatus.CREATING,
                 python_request=self.python_request,
                 python_version="",
@@ -157,11 +186,10 @@ class _Creation:
                 updated_at=now,
                 last_used_at=now,
             )
-            tx.event(EventType.ENVIRONMENT_CREATION_STARTED, subject_of(env), self.details)
-            self.op_id = tx.start(subject_of(env), "create", self.details)
-            return None
+            tx.event(EventType.ENVIRONMENT_CREATION_STARTED, subject, self.details)
+            self.op_id = tx.start(subject, "create", self.details)
 
-        return await self.engine.core.commit(begin)
+        await self.engine.core.commit(begin)
 
     def _same_spec(self, existing: EnvRecord) -> bool:
         """Was ``existing`` made from this request? Declared dependencies (pyproject.toml) are
@@ -185,7 +213,7 @@ class _Creation:
             f"{asked}{' (from the given uv.lock)' if self.project else ''}; use another version_id, or delete it first"
         )
 
-    async def run(self) -> EnvRecord:
+    async def _create(self) -> EnvRecord:
         """Steps 3 and 4; on any failure mark the env FAILED, remove its folder, record why."""
         try:
             return await self._resolve_build_commit()
@@ -194,14 +222,91 @@ class _Creation:
             subject = subject_of(self.env)
 
             def mark_failed(tx: Tx) -> None:
-                queries.upsert_env(
-                    tx.session, self.env.key, status=EnvStatus.FAILED, error=message, updated_at=time.time()
-                )
+                queries.upsert_env(tx.db, self.env.key, status=EnvStatus.FAILED, error=message, updated_at=time.time())
                 tx.event(EventType.ENVIRONMENT_CREATION_FAILED, subject, {**self.details, "error": message})
 
             await asyncio.shield(asyncio.to_thread(self.engine.remove_project, self.env))
             await self.engine.fail_operation(self.op_id, exc, self.log, mark_failed)
             raise
+
+    async def share(self, exist_ok: bool) -> tuple[EnvRecord, bool] | None:
+        """The identical-spec path: the lock of an earlier resolution, and its build complete on
+        disk. Nothing slow can be interrupted, so there is no CREATING step: ONE commit checks
+        for the env (reused with ``exist_ok``, else ALREADY_EXISTS), materializes its folder,
+        and writes the READY row, both events and the finished audit record. A failure leaves
+        no row and no folder behind, only a FAILED audit record.
+
+        Returns (the env, whether it was reused), or None when the lock or its build is not at
+        hand (the caller takes the long way: ``check`` then ``run``)."""
+        engine, env, interpreter = self.engine, self.env, self.interpreter
+        if self.project is not None:
+            return None
+        known = self.cached or engine.resolutions.get(self.resolution_key)
+        if known is None:
+            return None
+        pyproject, lock = known
+        build_id = build_id_for(lock, interpreter.identity)
+        build_dir = engine.layout.build_dir(build_id)
+        subject, details, started = subject_of(env), self.details, time.time()
+        materialized = False
+
+        def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord | None]:
+            nonlocal materialized
+            existing = queries.get_env(tx.db, env.key)
+            if existing is not None and existing.status != EnvStatus.FAILED:
+                self.cached = known
+                if exist_ok and self._same_spec(existing):
+                    queries.touch_env(tx.db, env.key, started)
+                    return dataclasses.replace(existing, last_used_at=started), None
+                raise AlreadyExists(self._exists_message(existing, exist_ok))
+            engine.materialize(env, pyproject, lock, build_id)
+            materialized = True
+            record = queries.mark_ready(
+                tx.db,
+                env.key,
+                python_request=self.python_request,
+                python_version=read_python_version(build_dir) or interpreter.version,
+                interpreter=interpreter.path,
+                build_id=build_id,
+                pyproject_toml=pyproject,
+                uv_lock=lock,
+                created_at=started,
+            )
+            tx.event(EventType.ENVIRONMENT_CREATION_STARTED, subject, details)
+            outcome = {"build_id": build_id, "reused_lock": True}
+            op = tx.record(
+                subject, "create", {**details, **outcome}, started_at=started, status=OpStatus.SUCCEEDED, exit_code=0
+            )
+            tx.event(EventType.ENVIRONMENT_CREATED, subject, self._created_payload(record, pyproject, lock))
+            return record, op
+
+        # Keeps a collector from removing the build before this env references it; creates
+        # sharing one build do not wait for each other.
+        async with engine.builds.shared(build_id):
+            if not engine.layout.is_complete(build_id):
+                return None
+            try:
+                record, op = await engine.core.commit(commit)
+            except AlreadyExists:
+                raise
+            except BaseException as exc:
+                if materialized:
+                    await asyncio.shield(asyncio.to_thread(engine.remove_project, env))
+                await engine.record_failure(env, "create", exc, details, started_at=started)
+                raise
+        if op is None:
+            return record, True
+        await self.progress(Progress("resolve", "identical spec resolved before: reused its lock and its build"))
+        engine.core.observe(op)
+        return record, False
+
+    def _created_payload(self, record: EnvRecord, pyproject: str, lock: str) -> dict[str, Any]:
+        return {
+            "python_version": record.python_version,
+            "build_id": record.build_id,
+            "dependencies": proj.declared_dependencies(pyproject),
+            "locked": {p.name: p.version for p in proj.locked_packages(lock)},
+        }
 
     async def _on_line(self, line: str) -> None:
         await self.progress(Progress("uv", line))
@@ -253,7 +358,7 @@ class _Creation:
 
         def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord]:
             record = queries.mark_ready(
-                tx.session,
+                tx.db,
                 env.key,
                 python_version=read_python_version(build_dir) or interpreter.version,
                 interpreter=interpreter.path,
@@ -262,7 +367,8 @@ class _Creation:
                 uv_lock=lock,
             )
             if resolution_key:
-                queries.put_resolution(tx.session, resolution_key, pyproject, lock)
+                queries.put_resolution(tx.db, resolution_key, pyproject, lock)
+                engine.resolutions.put(resolution_key, (pyproject, lock))
             op = tx.finish(
                 self.op_id,
                 status=OpStatus.SUCCEEDED,
@@ -271,16 +377,7 @@ class _Creation:
                 exit_code=0,
                 details={"build_id": staged.build_id, "reused_lock": self.cached is not None},
             )
-            tx.event(
-                EventType.ENVIRONMENT_CREATED,
-                subject_of(env),
-                {
-                    "python_version": record.python_version,
-                    "build_id": staged.build_id,
-                    "dependencies": proj.declared_dependencies(pyproject),
-                    "locked": {p.name: p.version for p in proj.locked_packages(lock)},
-                },
-            )
+            tx.event(EventType.ENVIRONMENT_CREATED, subject_of(env), self._created_payload(record, pyproject, lock))
             return record, op
 
         record, op = await engine.build_and_commit(env, staged, commit, on_line=self._on_line, deadline=self.deadline)

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +39,7 @@ from envplane.environments.service import project as proj
 from envplane.environments.service import queries
 from envplane.environments.service.builds import BuildCache
 from envplane.environments.service.interpreters import Interpreter, InterpreterFinder
-from envplane.environments.service.layout import LOCKFILE, PYPROJECT, Layout
+from envplane.environments.service.layout import LOCKFILE, PYPROJECT, VENV_LINK, Layout
 from envplane.environments.service.records import EnvRecord
 from envplane.environments.service.uv import LineCallback, UvResult, UvRunner
 from envplane.environments.service.views import EnvStatus, EnvView
@@ -71,6 +74,31 @@ class Staged:
         return "".join(r.stderr for r in self.log)
 
 
+class ResolutionCache:
+    """Locks of specs resolved before (spec hash -> (pyproject, uv.lock)), most recent kept.
+    The database holds them all (``resolutions``); this saves the identical-spec create a read.
+    Filled from commits (worker threads) and read on the event loop, hence the lock."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[str, str] | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: str, files: tuple[str, str]) -> None:
+        with self._lock:
+            self._entries[key] = files
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
 class OperationEngine:
     """Locks, builds, staging, materializing and commits, shared by the operations."""
 
@@ -82,6 +110,7 @@ class OperationEngine:
         self.builds = BuildCache(self.layout, self.uv)
         self.interpreters = InterpreterFinder(self.uv)
         self.env_locks = KeyedLocks("environment", busy_error=EnvBusy)
+        self.resolutions = ResolutionCache()
 
     # ------------------------------------------------------------------ reading state
 
@@ -102,18 +131,19 @@ class OperationEngine:
 
     def view(self, env: EnvId, record: EnvRecord, *, reused: bool = False) -> EnvView:
         project = self.layout.project_dir(env)
-        link = self.layout.venv_link(env)
+        link = project / VENV_LINK
+        python = link / "bin" / "python"
         return EnvView(
             id=env,
             record=record,
             env_path=str(project),
             venv_path=str(link),
-            python_executable=str(self.layout.python_executable(env)),
+            python_executable=str(python),
             dependencies=proj.declared_dependencies(record.pyproject_toml),
             busy_with=self.env_locks.busy(env),
-            has_pyproject=(project / PYPROJECT).is_file(),
-            has_lock=(project / LOCKFILE).is_file(),
-            has_venv=(link / "bin" / "python").exists(),
+            has_pyproject=os.path.isfile(project / PYPROJECT),
+            has_lock=os.path.isfile(project / LOCKFILE),
+            has_venv=os.path.exists(python),
             reused=reused,
         )
 
@@ -127,18 +157,31 @@ class OperationEngine:
     def materialize(self, env: EnvId, pyproject: str, lock: str, build_id: str) -> None:
         """Make the env folder show this state: files replaced atomically, link re-pointed.
         Blocking (call it in a thread). An empty ``build_id`` (the build is gone) leaves no
-        ``.venv`` link rather than a dangling one."""
+        ``.venv`` link rather than a dangling one.
+
+        A folder made here is new: no committed row points at it yet, so nobody reads it and
+        its files are written in place (recovery removes a folder without a row); an existing
+        folder is changed only by atomic replaces, so its readers see the old or the new state."""
         folder = self.layout.project_dir(env)
-        folder.mkdir(parents=True, exist_ok=True)
+        link = folder / VENV_LINK
+        target = self.layout.build_dir(build_id)
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            pass
+        else:
+            (folder / PYPROJECT).write_text(pyproject)
+            (folder / LOCKFILE).write_text(lock)
+            if build_id:
+                os.symlink(os.path.relpath(target, folder), link)
+            return
         for name, text in ((PYPROJECT, pyproject), (LOCKFILE, lock)):
             path = folder / name
             if not path.is_file() or path.read_text() != text:
                 write_atomic(path, text)
-        link = self.layout.venv_link(env)
         if not build_id:
             remove_tree(link)
             return
-        target = self.layout.build_dir(build_id)
         if not link.is_symlink() or link.resolve() != target.resolve():
             point_link(link, target)
 
@@ -232,6 +275,22 @@ class OperationEngine:
     async def start_operation(self, env: EnvId, operation: str, details: Mapping[str, Any] | None = None) -> int:
         return await self.core.commit(lambda tx: tx.start(subject_of(env), operation, dict(details or {})))
 
+    async def record_failure(
+        self, env: EnvId, operation: str, exc: BaseException, details: Mapping[str, Any], *, started_at: float
+    ) -> None:
+        """Audit an operation that failed before it was recorded RUNNING (shielded)."""
+        error = _reason(exc)
+
+        def record(tx: Tx) -> OperationRecord:
+            return tx.record(
+                subject_of(env), operation, dict(details), started_at=started_at, status=OpStatus.FAILED, error=error
+            )
+
+        op = await self.core.commit_shielded(record)
+        if isinstance(exc, EnvplaneError):
+            exc.operation_id = op.id
+        self.core.observe(op)
+
     async def fail_operation(
         self,
         op_id: int,
@@ -241,13 +300,9 @@ class OperationEngine:
     ) -> None:
         """Finish the record FAILED with why and uv's last output (``also`` adds to the same
         transaction), shielded from the caller's cancellation; the error learns its record."""
+        error = _reason(exc)
         if isinstance(exc, EnvplaneError):
-            error = exc.message
             exc.operation_id = op_id
-        elif isinstance(exc, asyncio.CancelledError):
-            error = "cancelled: the caller went away or its deadline passed"
-        else:
-            error = f"{type(exc).__name__}: {exc}"
         last = log[-1] if log else None
         stderr = getattr(exc, "detail", "") or (last.stderr if last else "")
 
@@ -264,3 +319,12 @@ class OperationEngine:
             )
 
         self.core.observe(await self.core.commit_shielded(fail))
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an operation failed, for its audit record."""
+    if isinstance(exc, EnvplaneError):
+        return exc.message
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled: the caller went away or its deadline passed"
+    return f"{type(exc).__name__}: {exc}"

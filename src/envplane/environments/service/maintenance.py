@@ -41,7 +41,7 @@ async def sync(
 
                 def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord]:
                     record = queries.mark_ready(
-                        tx.session,
+                        tx.db,
                         env.key,
                         build_id=build_id,
                         interpreter=interpreter.path,
@@ -80,7 +80,7 @@ async def delete(
         def commit(tx: Tx) -> OperationRecord:
             subject = subject_of(env)
             op_id = tx.start(subject, "delete", {"status": record.status})
-            queries.delete_env(tx.session, env.key)
+            queries.delete_env(tx.db, env.key)
             tx.event(EventType.ENVIRONMENT_DELETED, subject, {"build_id": record.build_id})
             return tx.finish(op_id, status=OpStatus.SUCCEEDED, exit_code=0)
 

@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from envplane.core.capability import INTERRUPTED, Tx
 from envplane.environments.identity import EnvId
@@ -46,8 +46,8 @@ class RecoveryReport:
         return bool(self.creates_failed or self.broken)
 
 
-def _set_status(session: Session, *, key: tuple[str, str, str], status: str, error: str) -> None:
-    queries.upsert_env(session, key, status=status, error=error, updated_at=time.time())
+def _set_status(db: Connection, *, key: tuple[str, str, str], status: str, error: str) -> None:
+    queries.upsert_env(db, key, status=status, error=error, updated_at=time.time())
 
 
 async def recover(engine: OperationEngine) -> RecoveryReport:
@@ -56,11 +56,11 @@ async def recover(engine: OperationEngine) -> RecoveryReport:
     await asyncio.to_thread(layout.create_dirs)
 
     def fail_interrupted(tx: Tx) -> None:
-        for record in queries.all_envs(tx.session):
+        for record in queries.all_envs(tx.db):
             if record.status != EnvStatus.CREATING:
                 continue
             env = EnvId.of(record)
-            queries.upsert_env(tx.session, env.key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
+            queries.upsert_env(tx.db, env.key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
             tx.event(EventType.ENVIRONMENT_CREATION_FAILED, subject_of(env), {"error": INTERRUPTED})
             report.creates_failed.append(str(env))
 

@@ -65,7 +65,7 @@ async def run_code(
             done = result
 
             def finish(tx: Tx) -> OperationRecord:
-                queries.touch_env(tx.session, env.key, time.time())
+                queries.touch_env(tx.db, env.key, time.time())
                 return tx.finish(
                     op_id,
                     status=OpStatus.SUCCEEDED if done.exit_code == 0 else OpStatus.FAILED,

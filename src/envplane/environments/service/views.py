@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -43,8 +44,13 @@ class EnvView:
     @property
     def lock_sha256(self) -> str:
         """Identifies the exact resolution: equal hashes mean identical pinned packages."""
-        lock = self.record.uv_lock
-        return hashlib.sha256(lock.encode()).hexdigest() if lock else ""
+        return _sha256(self.record.uv_lock)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256(text: str) -> str:
+    """Hashed once per distinct lock: identical specs share one, and every view shows it."""
+    return hashlib.sha256(text.encode()).hexdigest() if text else ""
 
 
 @dataclass(frozen=True)
