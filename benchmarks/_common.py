@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from envplane.environments.uv import find_uv_binary
+from envplane.environments.service.uv import find_uv_binary
 
 UV = find_uv_binary(None)
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -130,19 +130,20 @@ class OperationEngine:
         return record
 
     def view(self, env: EnvId, record: EnvRecord, *, reused: bool = False) -> EnvView:
-        project = self.layout.project_dir(env)
-        link = project / VENV_LINK
-        python = link / "bin" / "python"
+        # Plain strings: every answer renders a view, and pathlib costs more than the stats.
+        project = self.layout.project_path(env)
+        link = os.path.join(project, VENV_LINK)
+        python = os.path.join(link, "bin", "python")
         return EnvView(
             id=env,
             record=record,
-            env_path=str(project),
-            venv_path=str(link),
-            python_executable=str(python),
+            env_path=project,
+            venv_path=link,
+            python_executable=python,
             dependencies=proj.declared_dependencies(record.pyproject_toml),
             busy_with=self.env_locks.busy(env),
-            has_pyproject=os.path.isfile(project / PYPROJECT),
-            has_lock=os.path.isfile(project / LOCKFILE),
+            has_pyproject=os.path.isfile(os.path.join(project, PYPROJECT)),
+            has_lock=os.path.isfile(os.path.join(project, LOCKFILE)),
             has_venv=os.path.exists(python),
             reused=reused,
         )
@@ -166,12 +167,13 @@ class OperationEngine:
         link = folder / VENV_LINK
         target = self.layout.build_dir(build_id)
         try:
-            folder.mkdir(parents=True)
+            os.makedirs(folder)
         except FileExistsError:
             pass
         else:
-            (folder / PYPROJECT).write_text(pyproject)
-            (folder / LOCKFILE).write_text(lock)
+            for name, text in ((PYPROJECT, pyproject), (LOCKFILE, lock)):
+                with open(os.path.join(folder, name), "w") as handle:
+                    handle.write(text)
             if build_id:
                 os.symlink(os.path.relpath(target, folder), link)
             return

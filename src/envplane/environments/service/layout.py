@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from envplane.core.datadir import DataDir
@@ -27,6 +28,7 @@ class Layout:
         self.root = data_dir.root
         self.projects = self.root / "projects"
         self.builds = self.root / "builds"
+        self._projects = str(self.projects)
 
     def create_dirs(self) -> None:
         self.data_dir.create()
@@ -35,6 +37,10 @@ class Layout:
 
     def project_dir(self, env: EnvId) -> Path:
         return self.projects.joinpath(*env.folder_parts)
+
+    def project_path(self, env: EnvId) -> str:
+        """:meth:`project_dir` as a string, for the paths every answer renders."""
+        return os.path.join(self._projects, *env.folder_parts)
 
     def venv_link(self, env: EnvId) -> Path:
         return self.project_dir(env) / VENV_LINK
