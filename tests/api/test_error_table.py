@@ -219,6 +219,29 @@ CASES = [
         rest("DELETE", "/v1/operations", params={"before": "nan"}),
     ),
     Case(
+        "unknown route",
+        *NOT_FOUND,
+        "no route GET /v1/nope",
+        None,
+        rest("GET", "/v1/nope"),
+    ),
+    Case(
+        "wrong method",
+        errors.Unimplemented,
+        grpc.StatusCode.UNIMPLEMENTED,
+        405,
+        "PUT is not allowed on /v1/environments",
+        None,
+        rest("PUT", "/v1/environments", {}),
+    ),
+    Case(
+        "body that is not JSON",
+        *INVALID,
+        "body: not valid JSON",
+        None,
+        rest("POST", "/v1/cleanup", b"{idle_hours: 1", Content_Type="application/json"),
+    ),
+    Case(
         "unknown body field",
         *INVALID,
         "package: Extra inputs are not permitted",
@@ -256,7 +279,8 @@ def test_rest_face(case: Case, http: httpx.Client, wf: str) -> None:
     method, url, body, params, headers = case.rest
     if isinstance(body, dict) and body.get("workflow_id") == "{wf}":
         body = {**body, "workflow_id": wf}
-    response = http.request(method, url.replace("{wf}", wf), json=body, params=params, headers=headers)
+    content = {"content": body} if isinstance(body, bytes) else {"json": body}
+    response = http.request(method, url.replace("{wf}", wf), params=params, headers=headers, **content)
     assert response.status_code == case.http, response.text
     error = response.json()["error"]
     assert error["code"] == case.code.name

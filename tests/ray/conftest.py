@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 import ray
 
 from tests.support.processes import free_port
+from tests.support.waiting import eventually
 
 RAY_CLI = str(Path(sys.executable).parent / "ray")
 
@@ -50,11 +50,13 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
         head = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while b"Ray runtime started" not in log.read_bytes():
-            if head.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`ray start --head` did not come up:\n{log.read_text(errors='replace')}")
-            time.sleep(0.2)
+
+        def started() -> bool:
+            if head.poll() is not None:
+                raise AssertionError(f"`ray start --head` exited:\n{log.read_text(errors='replace')}")
+            return b"Ray runtime started" in log.read_bytes()
+
+        eventually(started, timeout=120, interval=0.2, what="`ray start --head` to come up")
         ray.init(address=address, log_to_driver=False, configure_logging=False)
         yield address
     finally:

@@ -125,7 +125,7 @@ def install(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = TRANSPORT_CODES.get(exc.status_code, "INTERNAL" if exc.status_code >= 500 else "INVALID_ARGUMENT")
         if exc.status_code == 404:
-            message = f"no route {request.url.path}; the API is under /v1 (see /docs)"
+            message = f"no route {request.method} {request.url.path} (the API is described at /docs)"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
