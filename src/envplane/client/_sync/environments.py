@@ -9,6 +9,7 @@ waiting for an env another operation holds.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from envplane.client._sync.transport import Transport
 from envplane.errors import InvalidArgument
@@ -35,29 +36,11 @@ class Environments:
         self._t = transport
         self._stub = pb_grpc.EnvironmentServiceStub(transport.channel)
 
+    @staticmethod
     def _create_request(
-        self,
-        workflow_id: str,
-        node_id: str,
-        version_id: str,
-        packages: Sequence[str],
-        requirements: str,
-        python_version: str,
-        fail_if_busy: bool,
-        exist_ok: bool,
-        pyproject_toml: str,
-        uv_lock: str,
+        workflow_id: str, node_id: str, *, version_id: str, packages: Sequence[str], **fields: Any
     ) -> pb.CreateEnvRequest:
-        return pb.CreateEnvRequest(
-            ref=_ref(workflow_id, node_id, version_id),
-            packages=list(packages),
-            requirements=requirements,
-            python_version=python_version,
-            fail_if_busy=fail_if_busy,
-            exist_ok=exist_ok,
-            pyproject_toml=pyproject_toml,
-            uv_lock=uv_lock,
-        )
+        return pb.CreateEnvRequest(ref=_ref(workflow_id, node_id, version_id), packages=list(packages), **fields)
 
     def create(
         self,
@@ -80,14 +63,14 @@ class Environments:
         request = self._create_request(
             workflow_id,
             node_id,
-            version_id,
-            packages,
-            requirements,
-            python_version,
-            fail_if_busy,
-            exist_ok,
-            pyproject_toml,
-            uv_lock,
+            version_id=version_id,
+            packages=packages,
+            requirements=requirements,
+            python_version=python_version,
+            pyproject_toml=pyproject_toml,
+            uv_lock=uv_lock,
+            exist_ok=exist_ok,
+            fail_if_busy=fail_if_busy,
         )
         result: pb.Environment = self._t.call(self._stub.CreateEnv, request, timeout)
         return result
@@ -111,14 +94,14 @@ class Environments:
         request = self._create_request(
             workflow_id,
             node_id,
-            version_id,
-            packages,
-            requirements,
-            python_version,
-            fail_if_busy,
-            exist_ok,
-            pyproject_toml,
-            uv_lock,
+            version_id=version_id,
+            packages=packages,
+            requirements=requirements,
+            python_version=python_version,
+            pyproject_toml=pyproject_toml,
+            uv_lock=uv_lock,
+            exist_ok=exist_ok,
+            fail_if_busy=fail_if_busy,
         )
         return self._t.stream(self._stub.CreateEnvStream, request, timeout)
 
