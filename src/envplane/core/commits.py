@@ -96,7 +96,11 @@ class Committer:
                 continue
             try:
                 await asyncio.shield(asyncio.to_thread(_run_batch, self._store, batch))
-            except BaseException as exc:  # the database itself failed: every caller hears it
+            except asyncio.CancelledError:  # the loop is going away: so are the callers
+                for request in [*batch, *self._queue]:
+                    request.future.cancel()
+                raise
+            except Exception as exc:  # the database itself failed: every caller hears it
                 for request in batch:
                     request.error = request.error or exc
             for request in batch:  # in cursor order
