@@ -299,3 +299,24 @@ def test_list_envs_with_a_status_number_the_enum_lacks(daemon: ThreadDaemon) -> 
             stub.ListEnvs(pb.ListEnvsRequest(status=99), timeout=10)  # type: ignore[arg-type]
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "status 99 is not an environment status" in info.value.details()
+
+
+def test_every_error_class_has_the_same_code_on_both_faces_and_back() -> None:
+    """The two server tables and the client's agree for the whole tree (WatcherOverflow
+    included: ABORTED, not INTERNAL)."""
+    import inspect
+
+    from envplane.api.grpc_errors import status_for
+    from envplane.api.rest_errors import http_status_for
+    from envplane.client._errors import EXCEPTION_TABLE
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.EnvplaneError)]
+    assert len(classes) >= 17
+    for cls in classes:
+        code = status_for(cls("x"))
+        _, name = http_status_for(cls("x"))
+        assert name == code.name, cls
+        if cls is not errors.EnvplaneError and code != grpc.StatusCode.INTERNAL:
+            assert issubclass(cls, EXCEPTION_TABLE[code]), (cls, code)
+    assert status_for(errors.WatcherOverflow("x")) == grpc.StatusCode.ABORTED
+    assert http_status_for(errors.EventsPruned("x")) == (410, "OUT_OF_RANGE")

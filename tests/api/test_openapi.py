@@ -69,8 +69,10 @@ def test_the_docs_need_no_network(fuzzed_daemon: ThreadDaemon) -> None:
     page = httpx.get(f"{fuzzed_daemon.http_url}/docs", timeout=30)
     assert page.status_code == 200 and "cdn" not in page.text.lower()
     scripts = [part.split('"')[0] for part in page.text.split('src="')[1:]]
-    assert scripts and all(s.startswith("/") for s in scripts), scripts
-    for path in scripts:
+    styles = [part.split('"')[0] for part in page.text.split('href="')[1:] if ".css" in part.split('"')[0]]
+    assets = scripts + styles
+    assert scripts and styles and all(a.startswith("/") for a in assets), assets
+    for path in assets:
         asset = httpx.get(f"{fuzzed_daemon.http_url}{path}", timeout=30)
         assert asset.status_code == 200 and len(asset.content) > 10_000, path
 

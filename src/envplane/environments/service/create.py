@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -136,8 +137,9 @@ class _Creation:
             details["from_lock"] = True
         return details
 
-    @property
+    @functools.cached_property
     def resolution_key(self) -> str:
+        """The spec's canonical hash with its interpreter and package sources (several reads)."""
         return spec_hash(self.specs, self.interpreter.identity, self.engine.uv.index_fingerprint())
 
     async def check(self, exist_ok: bool) -> EnvRecord | None:
