@@ -92,7 +92,9 @@ def make_settings(
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"database_url": database_url, **overrides}
-        return offline_settings(values.pop("data_dir", tmp_path / "data"), [wheelhouse], uv_cache, **values)
+        data_dir = values.pop("data_dir", tmp_path / "data")
+        find_links = values.pop("find_links", [wheelhouse])
+        return offline_settings(data_dir, find_links, values.pop("uv_cache_dir", uv_cache), **values)
 
     return make
 

@@ -9,7 +9,7 @@ from typing import Any
 from envplane.config import Settings
 
 
-def offline_settings(data_dir: Path, find_links: Sequence[Path], uv_cache: Path, **overrides: Any) -> Settings:
+def offline_settings(data_dir: Path, find_links: Sequence[Path], uv_cache: Path | None, **overrides: Any) -> Settings:
     """Packages from these folders only (no index), ephemeral loopback ports, a short grace."""
     values: dict[str, Any] = {
         "data_dir": data_dir,
