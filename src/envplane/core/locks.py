@@ -45,15 +45,13 @@ class KeyedLocks:
         holder: str = "operation",
         deadline: float | None = None,
         fail_if_busy: bool = False,
-        label: str = "",
     ) -> AsyncIterator[None]:
         entry = self._entries.setdefault(key, _Entry())
         entry.users += 1
         try:
             if entry.lock.locked() and fail_if_busy:
                 raise self._busy_error(
-                    f"{self._what} {label or key} is busy with {entry.holder or 'another operation'}"
-                    " (fail_if_busy is set)"
+                    f"{self._what} {key} is busy with {entry.holder or 'another operation'} (fail_if_busy is set)"
                 )
             timeout = None if deadline is None else deadline - time.monotonic()
             try:
@@ -61,7 +59,7 @@ class KeyedLocks:
                     await entry.lock.acquire()
             except TimeoutError as exc:
                 raise DeadlineExceeded(
-                    f"deadline passed while waiting for {self._what} {label or key}, which is "
+                    f"deadline passed while waiting for {self._what} {key}, which is "
                     f"busy with {entry.holder or 'another operation'}"
                 ) from exc
             entry.holder = holder

@@ -19,7 +19,6 @@ from envplane.environments.service.builds import build_id_for
 from envplane.environments.service.engine import OperationEngine, Staged, subject_of
 from envplane.environments.service.events import EventType
 from envplane.environments.service.interpreters import Interpreter
-from envplane.environments.service.layout import LOCKFILE, PYPROJECT
 from envplane.environments.service.records import EnvRecord
 from envplane.environments.service.uv import UvResult
 from envplane.environments.service.views import OperationOutcome
@@ -119,19 +118,16 @@ async def _change(
     fail_if_busy: bool,
 ) -> OperationOutcome:
     details: dict[str, Any] = {"packages": [str(s) for s in specs]}
-    async with engine.env_locks.hold(
-        env, holder=operation, deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
-    ):
+    async with engine.env_locks.hold(env, holder=operation, deadline=deadline, fail_if_busy=fail_if_busy):
         before = await engine.ready_record(env, operation)
         interpreter = await engine.interpreter_of(before, deadline)
         args = command(before, interpreter)  # validation errors happen before any audit
         op_id = await engine.start_operation(env, operation, details)
         log: list[UvResult] = []
         try:
-            async with engine.staging(operation, before.pyproject_toml, before.uv_lock) as staging:
-                await engine.run_uv(args, staging, log, deadline=deadline, resolving=True)
-                pyproject = (staging / PYPROJECT).read_text()
-                lock = (staging / LOCKFILE).read_text()
+            pyproject, lock = await engine.resolve(
+                operation, args, log, pyproject=before.pyproject_toml, lock=before.uv_lock, deadline=deadline
+            )
             staged = Staged(pyproject, lock, interpreter, build_id_for(lock, interpreter.identity), log)
             changes = proj.version_changes(before.uv_lock, lock)
 

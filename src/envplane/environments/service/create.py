@@ -42,7 +42,6 @@ from envplane.environments.service.builds import build_id_for, read_python_versi
 from envplane.environments.service.engine import OperationEngine, Staged, subject_of
 from envplane.environments.service.events import EventType
 from envplane.environments.service.interpreters import Interpreter, default_python_request
-from envplane.environments.service.layout import LOCKFILE, PYPROJECT
 from envplane.environments.service.records import EnvRecord
 from envplane.environments.service.uv import UvResult
 from envplane.environments.service.views import EnvStatus, EnvView
@@ -96,9 +95,7 @@ async def create(
     if project is not None:  # validation too: a lock that does not match leaves nothing behind
         await progress(Progress("validate", "checking that the given uv.lock matches its pyproject.toml"))
         await creation.check_lock()
-    async with engine.env_locks.hold(
-        env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
-    ):
+    async with engine.env_locks.hold(env, holder="create", deadline=deadline, fail_if_busy=fail_if_busy):
         shared = await creation.share(exist_ok)  # the identical-spec path, when its lock is known
         if shared is None:
             reused = await creation.check(exist_ok)
@@ -154,14 +151,22 @@ class _Creation:
                 self.cached = queries.get_resolution(db, resolution_key)
                 if self.cached is not None:
                     self.engine.resolutions.put(resolution_key, self.cached)
-            if existing is None or existing.status == EnvStatus.FAILED:
-                return None
-            if exist_ok and self._same_spec(existing):
-                queries.touch_env(db, key, now)
-                return dataclasses.replace(existing, last_used_at=now)
-            raise AlreadyExists(self._exists_message(existing, exist_ok))
+            return self._reuse_or_refuse(db, existing, exist_ok, now)
 
         return await self.engine.core.store.run(check)
+
+    def _reuse_or_refuse(
+        self, db: Connection, existing: EnvRecord | None, exist_ok: bool, now: float
+    ) -> EnvRecord | None:
+        """An env already there (a FAILED one does not count): returned with its use recorded
+        when ``exist_ok`` and it was made from this spec, else ALREADY_EXISTS. None: nothing is
+        in the way. Both paths of a create ask this (``check`` and ``share``)."""
+        if existing is None or existing.status == EnvStatus.FAILED:
+            return None
+        if exist_ok and self._same_spec(existing):
+            queries.touch_env(db, self.env.key, now)
+            return dataclasses.replace(existing, last_used_at=now)
+        raise AlreadyExists(self._exists_message(existing, exist_ok))
 
     async def run(self) -> EnvRecord:
         """Steps 2b to 4: recorded CREATING first (recovery then knows it was under way)."""
@@ -224,7 +229,7 @@ class _Creation:
             subject = subject_of(self.env)
 
             def mark_failed(tx: Tx) -> None:
-                queries.upsert_env(tx.db, self.env.key, status=EnvStatus.FAILED, error=message, updated_at=time.time())
+                queries.mark_status(tx.db, self.env.key, EnvStatus.FAILED, message)
                 tx.event(EventType.ENVIRONMENT_CREATION_FAILED, subject, {**self.details, "error": message})
 
             await asyncio.shield(asyncio.to_thread(self.engine.remove_project, self.env))
@@ -254,13 +259,10 @@ class _Creation:
 
         def commit(tx: Tx) -> tuple[EnvRecord, OperationRecord | None]:
             nonlocal materialized
-            existing = queries.get_env(tx.db, env.key)
-            if existing is not None and existing.status != EnvStatus.FAILED:
-                self.cached = known
-                if exist_ok and self._same_spec(existing):
-                    queries.touch_env(tx.db, env.key, started)
-                    return dataclasses.replace(existing, last_used_at=started), None
-                raise AlreadyExists(self._exists_message(existing, exist_ok))
+            self.cached = known  # the lock an existing env is compared with
+            reused = self._reuse_or_refuse(tx.db, queries.get_env(tx.db, env.key), exist_ok, started)
+            if reused is not None:
+                return reused, None
             engine.materialize(env, pyproject, lock, build_id)
             materialized = True
             record = queries.mark_ready(
@@ -324,11 +326,12 @@ class _Creation:
             await self.progress(Progress("resolve", "identical spec resolved before: reusing its lock"))
             return self.cached
         await self.progress(Progress("resolve", f"resolving {len(self.specs)} package(s) with uv"))
-        async with engine.staging("create", proj.pyproject_template(interpreter.version)) as staging:
-            flags = ["--python", interpreter.path, *engine.uv.index_flags()]
-            args = ["add", "--no-sync", *flags, *map(str, self.specs)] if self.specs else ["lock", *flags]
-            await engine.run_uv(args, staging, self.log, on_line=self._on_line, deadline=self.deadline, resolving=True)
-            return (staging / PYPROJECT).read_text(), (staging / LOCKFILE).read_text()
+        flags = ["--python", interpreter.path, *engine.uv.index_flags()]
+        args = ["add", "--no-sync", *flags, *map(str, self.specs)] if self.specs else ["lock", *flags]
+        template = proj.pyproject_template(interpreter.version)
+        return await engine.resolve(
+            "create", args, self.log, pyproject=template, on_line=self._on_line, deadline=self.deadline
+        )
 
     async def check_lock(self) -> None:
         """``uv lock --check``: the lock must be what uv would write for this pyproject. A

@@ -239,6 +239,23 @@ class OperationEngine:
             )
         return result
 
+    async def resolve(
+        self,
+        purpose: str,
+        args: list[str],
+        log: list[UvResult],
+        *,
+        pyproject: str,
+        lock: str = "",
+        on_line: LineCallback | None = None,
+        deadline: float | None = None,
+    ) -> tuple[str, str]:
+        """Run a resolving uv command (``add``, ``lock``, ``remove``) in a staging copy of the
+        project; the pyproject and lock it leaves there (the committed ones are untouched)."""
+        async with self.staging(purpose, pyproject, lock) as staging:
+            await self.run_uv(args, staging, log, on_line=on_line, deadline=deadline, resolving=True)
+            return (staging / PYPROJECT).read_text(), (staging / LOCKFILE).read_text()
+
     async def build_and_commit(
         self,
         env: EnvId,

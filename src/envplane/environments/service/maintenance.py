@@ -23,7 +23,7 @@ async def sync(
     engine: OperationEngine, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
 ) -> OperationOutcome:
     """Make the venv match the committed lock: rebuild a missing build, repair a tampered one."""
-    async with engine.env_locks.hold(env, holder="sync", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)):
+    async with engine.env_locks.hold(env, holder="sync", deadline=deadline, fail_if_busy=fail_if_busy):
         before = await engine.ready_record(env, "sync", allow_broken=True)
         op_id = await engine.start_operation(env, "sync")
         log: list[UvResult] = []
@@ -72,9 +72,7 @@ async def sync(
 async def delete(
     engine: OperationEngine, env: EnvId, *, deadline: float | None = None, fail_if_busy: bool = False
 ) -> OperationRecord:
-    async with engine.env_locks.hold(
-        env, holder="delete", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)
-    ):
+    async with engine.env_locks.hold(env, holder="delete", deadline=deadline, fail_if_busy=fail_if_busy):
         record = await engine.record(env)
 
         def commit(tx: Tx) -> OperationRecord:

@@ -128,6 +128,11 @@ def mark_ready(db: Connection, key: Key, **values: Any) -> EnvRecord:
     return upsert_env(db, key, status="READY", error="", updated_at=now, last_used_at=now, **values)
 
 
+def mark_status(db: Connection, key: Key, status: str, error: str) -> EnvRecord:
+    """The env's status changes, and why, with its files as they are (FAILED, BROKEN, READY again)."""
+    return upsert_env(db, key, status=status, error=error, updated_at=time.time())
+
+
 def touch_env(db: Connection, key: Key, when: float) -> bool:
     """Set ``last_used_at`` if the env exists; never creates a row (unlike ``upsert_env``)."""
     return bool(db.execute(_TOUCH, {**_key(key), "when": when}).rowcount)

@@ -10,7 +10,7 @@ from envplane.environments.service import project as proj
 from envplane.environments.service import queries
 from envplane.environments.service.engine import OperationEngine
 from envplane.environments.service.views import DepsView, EnvStatus, EnvView, ExportView
-from envplane.errors import InternalError, InvalidArgument, echo
+from envplane.errors import InvalidArgument, echo
 
 
 async def status(engine: OperationEngine, env: EnvId) -> EnvView:
@@ -49,11 +49,7 @@ async def export(engine: OperationEngine, env: EnvId, *, deadline: float | None 
     record = await engine.ready_record(env, "export", allow_broken=True)
     args = ["export", "--frozen", "--format", "requirements-txt", "--no-header", "--no-emit-project"]
     async with engine.staging("export", record.pyproject_toml, record.uv_lock) as staging:
-        result = await engine.uv.run(args, cwd=staging, deadline=deadline)
-    if not result.ok:
-        raise InternalError(
-            f"uv export failed (exit code {result.exit_code})", detail=proj.without_flag_hints(result.stderr).strip()
-        )
+        result = await engine.run_uv(args, staging, [], deadline=deadline, resolving=False)
     # Record use (for cleanup). Not under the env lock: an env deleted meanwhile stays deleted.
     now = time.time()
     await engine.core.store.run(lambda s: queries.touch_env(s, env.key, now))

@@ -17,10 +17,7 @@ import asyncio
 import functools
 import logging
 import shutil
-import time
 from dataclasses import dataclass, field
-
-from sqlalchemy import Connection
 
 from envplane.core.capability import INTERRUPTED, Tx
 from envplane.environments.identity import EnvId
@@ -46,10 +43,6 @@ class RecoveryReport:
         return bool(self.creates_failed or self.broken)
 
 
-def _set_status(db: Connection, *, key: tuple[str, str, str], status: str, error: str) -> None:
-    queries.upsert_env(db, key, status=status, error=error, updated_at=time.time())
-
-
 async def recover(engine: OperationEngine) -> RecoveryReport:
     layout = engine.layout
     report = RecoveryReport()
@@ -60,7 +53,7 @@ async def recover(engine: OperationEngine) -> RecoveryReport:
             if record.status != EnvStatus.CREATING:
                 continue
             env = EnvId.of(record)
-            queries.upsert_env(tx.db, env.key, status=EnvStatus.FAILED, error=INTERRUPTED, updated_at=time.time())
+            queries.mark_status(tx.db, env.key, EnvStatus.FAILED, INTERRUPTED)
             tx.event(EventType.ENVIRONMENT_CREATION_FAILED, subject_of(env), {"error": INTERRUPTED})
             report.creates_failed.append(str(env))
 
@@ -85,7 +78,7 @@ async def recover(engine: OperationEngine) -> RecoveryReport:
             report.broken.append(str(env))
         if status != record.status:
             error = "" if complete else f"venv build {record.build_id or '?'} is missing; run sync to rebuild it"
-            await engine.core.store.run(functools.partial(_set_status, key=env.key, status=status, error=error))
+            await engine.core.store.run(functools.partial(queries.mark_status, key=env.key, status=status, error=error))
         report.restored.append(str(env))
 
     for env in layout.project_dirs_on_disk():

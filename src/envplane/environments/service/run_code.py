@@ -48,7 +48,7 @@ async def run_code(
             raise DeadlineExceeded("the call's deadline passed before the code could start")
         by_deadline = remaining < limit
         limit = min(limit, remaining)
-    async with engine.env_locks.hold(env, holder="run", deadline=deadline, fail_if_busy=fail_if_busy, label=str(env)):
+    async with engine.env_locks.hold(env, holder="run", deadline=deadline, fail_if_busy=fail_if_busy):
         await engine.ready_record(env, "run code in")
         details = {"timeout_s": round(limit, 3), "code_bytes": len(code.encode())}
         op_id = await engine.start_operation(env, "run", details)
