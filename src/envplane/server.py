@@ -35,6 +35,7 @@ from envplane.api.rest_guard import allowed_hosts
 from envplane.config import Settings, is_loopback
 from envplane.core.capability import Capability, Core
 from envplane.core.datadir import DataDirLock
+from envplane.core.files import write_atomic
 from envplane.environments.capability import EnvironmentsCapability
 from envplane.store import Store
 
@@ -214,10 +215,7 @@ class Daemon:
     def _write_state(self) -> None:
         """Record pid and real ports (useful with port 0) in ``<data_dir>/daemon.json``."""
         state = {"pid": os.getpid(), "grpc_port": self.grpc_port, "http_port": self.http_port}
-        path = self.settings.data_dir / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, path)
+        write_atomic(self.settings.data_dir / STATE_FILE, json.dumps(state))
 
     # ------------------------------------------------------------------ shutdown
 

@@ -205,6 +205,20 @@ CASES = [
         rest("POST", "/v1/environments/{wf}/n/sync", X_Request_Timeout="0"),
     ),
     Case(
+        "operation id of 0",
+        *INVALID,
+        "must be a positive operation id, got 0",
+        lambda c, wf: c.operations.get(0),
+        rest("GET", "/v1/operations/0"),
+    ),
+    Case(
+        "operation id past 2^63",
+        *INVALID,
+        "operation id must be a positive operation id",
+        None,  # int64 on the wire: gRPC cannot carry it
+        rest("GET", f"/v1/operations/{BIG}"),
+    ),
+    Case(
         "operation that does not exist",
         *NOT_FOUND,
         "operation 99999999 does not exist",

@@ -12,13 +12,14 @@ that decodes.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from envplane.api.bearer import BearerToken
 
 logger = logging.getLogger("envplane.grpc")
 
@@ -93,15 +94,9 @@ def _checking_decode(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMet
     return handler._replace(request_deserializer=_lenient(handler.request_deserializer), unary_unary=unary_unary)
 
 
-def bearer_ok(presented: str | None, token: str) -> bool:
-    """``presented`` is ``Bearer <token>``: compared in constant time."""
-    expected = f"Bearer {token}".encode()
-    return presented is not None and hmac.compare_digest(presented.encode(), expected)
-
-
 class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc ships no types
     def __init__(self, token: str | None) -> None:
-        self._token = token
+        self._token = BearerToken(token) if token else None
         self._checked: dict[str, grpc.RpcMethodHandler] = {}  # method -> its decode-checking handler
 
     async def intercept_service(
@@ -117,8 +112,8 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc sh
         if self._token is not None and service not in OPEN_SERVICES:
             metadata = dict(handler_call_details.invocation_metadata or ())
             presented = metadata.get("authorization")
-            if not bearer_ok(presented if isinstance(presented, str) else None, self._token):
-                why = "carried no token" if presented is None else "carried a token that is not the daemon's"
+            why = self._token.refusal(presented.encode() if isinstance(presented, str) else None)
+            if why:
                 return _refusing(
                     handler,
                     grpc.StatusCode.UNAUTHENTICATED,
@@ -126,6 +121,6 @@ class RequestGuard(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc sh
                     "'authorization: Bearer <token>' (envplane's clients send ENVPLANE_AUTH_TOKEN)",
                 )
         checked = self._checked.get(method)
-        if checked is None or (checked.unary_unary is None and checked.unary_stream is None):
+        if checked is None:
             checked = self._checked[method] = _checking_decode(handler, method)
         return checked

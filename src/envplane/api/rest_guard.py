@@ -16,12 +16,12 @@ from any web page its user opens, and it can run code (RunCode, workers), so:
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from envplane.api.bearer import BearerToken
 from envplane.api.rest_errors import error_response
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -56,7 +56,7 @@ class RequestGuard:
         self.app = app
         self.hosts = hosts
         self.cors_origins = frozenset(o.rstrip("/") for o in cors_origins)
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = BearerToken(token) if token else None
 
     def _own_origin(self, origin: str) -> bool:
         if origin in self.cors_origins:
@@ -77,10 +77,9 @@ class RequestGuard:
         if headers.get("sec-fetch-site") == "cross-site" and origin not in self.cors_origins:
             return 403, "PERMISSION_DENIED", "cross-site request refused (ENVPLANE_CORS_ORIGINS)"
         path: str = scope["path"]
-        if self.expected is not None and not path.startswith(OPEN_PATHS):
-            presented = headers.get("authorization", "").encode("latin-1")
-            if not hmac.compare_digest(presented, self.expected):
-                why = "carried no token" if not presented else "carried a token that is not the daemon's"
+        if self.token is not None and not path.startswith(OPEN_PATHS):
+            why = self.token.refusal(headers.get("authorization", "").encode("latin-1"))
+            if why:
                 return (
                     401,
                     "UNAUTHENTICATED",

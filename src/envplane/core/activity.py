@@ -32,6 +32,20 @@ def _known(field: str, what: str, values: Iterable[str], known: Iterable[str]) -
         raise InvalidArgument(f"{field}: unknown {what}(s) {shown}; known: {', '.join(allowed)}")
 
 
+def check_operation_id(value: int, field: str = "id") -> int:
+    """An audit record's id: positive, and within what the database holds."""
+    if not 0 < value <= MAX_CURSOR:
+        raise InvalidArgument(f"{field} must be a positive operation id, got {value}")
+    return value
+
+
+def check_cursor(value: int, field: str = "after_cursor") -> int:
+    """An event cursor to resume after: 0 (from the oldest kept) up to what the database holds."""
+    if not 0 <= value <= MAX_CURSOR:
+        raise InvalidArgument(f"{field} must be an event cursor between 0 and {MAX_CURSOR}, got {value}")
+    return value
+
+
 class Activity:
     """Queries over the core tables; one per core."""
 
@@ -55,8 +69,7 @@ class Activity:
         return make_page(records, total, offset, limit)
 
     async def operation(self, op_id: int) -> OperationRecord:
-        if not 0 < op_id <= MAX_CURSOR:
-            raise InvalidArgument(f"id must be a positive operation id, got {op_id}")
+        check_operation_id(op_id)
         record = await self._core.store.run(lambda s: audit.get(s, op_id))
         if record is None:
             raise NotFound(f"operation {op_id} does not exist (or retention has pruned it)")
@@ -83,8 +96,7 @@ class Activity:
     ) -> AsyncIterator[EventRecord]:
         """Check the request (and that nothing after ``after`` was pruned), then return the
         event iterator: a face can answer a bad request with its status before it streams."""
-        if not 0 <= after <= MAX_CURSOR:
-            raise InvalidArgument(f"{cursor_field} must be an event cursor between 0 and {MAX_CURSOR}, got {after}")
+        check_cursor(after, cursor_field)
         _known("types", "event type", types, self._core.event_types)
         _known("kinds", "subject kind", kinds, self._core.subject_kinds)
         await self._core.bus.check_resumable(after)

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from envplane.core.subject import Subject
+from envplane.core.subject import SUBJECT_COLUMNS, Subject, SubjectColumns
 from envplane.store import Base
 
 
@@ -40,7 +40,7 @@ class OpStatus(StrEnum):
     FAILED = "FAILED"
 
 
-class OperationRow(Base):
+class OperationRow(SubjectColumns, Base):
     __tablename__ = "operations"
     __table_args__ = (
         Index("ix_operations_env", "workflow_id", "node_id", "version_id"),
@@ -48,11 +48,6 @@ class OperationRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    subject_kind: Mapped[str] = mapped_column(String(32), default="")
-    subject_id: Mapped[str] = mapped_column(String(256), default="")
-    workflow_id: Mapped[str] = mapped_column(String(128), default="")
-    node_id: Mapped[str] = mapped_column(String(128), default="")
-    version_id: Mapped[str] = mapped_column(String(128), default="")
     operation: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     started_at: Mapped[float] = mapped_column(Float)
@@ -101,11 +96,7 @@ _RECORD_COLUMNS = [
     OPERATIONS.c[name]
     for name in (
         "id",
-        "subject_kind",
-        "subject_id",
-        "workflow_id",
-        "node_id",
-        "version_id",
+        *SUBJECT_COLUMNS,
         "operation",
         "status",
         "started_at",
@@ -137,7 +128,7 @@ _GET = select(*_RECORD_COLUMNS).where(OPERATIONS.c.id == bindparam("op"))
 def record_of(row: Any) -> OperationRecord:
     return OperationRecord(
         id=row.id,
-        subject=Subject(row.subject_kind, row.subject_id, row.workflow_id, row.node_id, row.version_id),
+        subject=Subject.of_row(row),
         operation=row.operation,
         status=row.status,
         started_at=row.started_at,
@@ -153,11 +144,7 @@ def record_of(row: Any) -> OperationRecord:
 
 def _values(subject: Subject, operation: str, details: dict[str, Any], started_at: float) -> dict[str, Any]:
     return {
-        "subject_kind": subject.kind,
-        "subject_id": subject.id,
-        "workflow_id": subject.workflow_id,
-        "node_id": subject.node_id,
-        "version_id": subject.version_id,
+        **subject.columns(),
         "operation": operation,
         "status": OpStatus.RUNNING,
         "started_at": started_at,

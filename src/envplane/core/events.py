@@ -22,7 +22,7 @@ from sqlalchemy import JSON, Connection, Float, Integer, String, Table, bindpara
 from sqlalchemy.orm import Mapped, mapped_column
 
 from envplane.core import marks
-from envplane.core.subject import Subject
+from envplane.core.subject import SUBJECT_COLUMNS, Subject, SubjectColumns
 from envplane.errors import EventsPruned, WatcherOverflow
 from envplane.store import Base, Store
 
@@ -30,18 +30,13 @@ MAX_CURSOR = 2**63 - 1
 PAGE = 500
 
 
-class EventRow(Base):
+class EventRow(SubjectColumns, Base):
     """``id`` is the cursor WatchEvents resumes from."""
 
     __tablename__ = "events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     type: Mapped[str] = mapped_column(String(64))
-    subject_kind: Mapped[str] = mapped_column(String(32), default="")
-    subject_id: Mapped[str] = mapped_column(String(256), default="")
-    workflow_id: Mapped[str] = mapped_column(String(128), default="")
-    node_id: Mapped[str] = mapped_column(String(128), default="")
-    version_id: Mapped[str] = mapped_column(String(128), default="")
     occurred_at: Mapped[float] = mapped_column(Float)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -61,11 +56,7 @@ _COLUMNS = [
     for name in (
         "id",
         "type",
-        "subject_kind",
-        "subject_id",
-        "workflow_id",
-        "node_id",
-        "version_id",
+        *SUBJECT_COLUMNS,
         "occurred_at",
         "payload",
     )
@@ -78,7 +69,7 @@ def record_of(row: Any) -> EventRecord:
     return EventRecord(
         cursor=row.id,
         type=row.type,
-        subject=Subject(row.subject_kind, row.subject_id, row.workflow_id, row.node_id, row.version_id),
+        subject=Subject.of_row(row),
         occurred_at=row.occurred_at,
         payload=dict(row.payload or {}),
     )
@@ -88,11 +79,7 @@ def add(db: Connection, type_: str, subject: Subject, payload: dict[str, Any]) -
     occurred_at = time.time()
     values = {
         "type": type_,
-        "subject_kind": subject.kind,
-        "subject_id": subject.id,
-        "workflow_id": subject.workflow_id,
-        "node_id": subject.node_id,
-        "version_id": subject.version_id,
+        **subject.columns(),
         "occurred_at": occurred_at,
         "payload": payload,
     }

@@ -21,7 +21,7 @@ from envplane.api.protojson import to_json
 from envplane.api.rest_errors import ERROR_RESPONSES
 from envplane.api.rest_params import int32
 from envplane.api.rest_proto import ProtoResponse, message_schema, proto_response
-from envplane.core.activity import Activity
+from envplane.core.activity import Activity, check_cursor, check_operation_id
 from envplane.errors import InvalidArgument, echo
 from envplane.v1 import common_pb2, events_pb2, operations_pb2
 
@@ -111,9 +111,8 @@ def create_router(activity: Activity) -> APIRouter:
         responses={200: proto_response(common_pb2.Operation, "the record")},
     )
     async def get_operation(operation_id: int) -> Response:
-        if operation_id < 1 or operation_id > 2**63 - 1:
-            raise InvalidArgument(f"operation id must be a positive operation id, got {operation_id}")
-        message = operations_pb2.GetOperationRequest(id=operation_id)
+        # Checked before the message is built: an int64 field cannot even hold 2^63.
+        message = operations_pb2.GetOperationRequest(id=check_operation_id(operation_id, "operation id"))
         return ProtoResponse(await handlers.get_operation(activity, message))
 
     @router.delete(
@@ -143,9 +142,9 @@ def create_router(activity: Activity) -> APIRouter:
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> StreamingResponse:
         after, field = _cursor(after_cursor, last_event_id)
-        if not 0 <= after <= 2**63 - 1:
-            raise InvalidArgument(f"{field} must be an event cursor between 0 and {2**63 - 1}, got {after}")
-        message = events_pb2.WatchEventsRequest(after_cursor=after, types=types or [], kinds=kinds or [], follow=follow)
+        message = events_pb2.WatchEventsRequest(
+            after_cursor=check_cursor(after, field), types=types or [], kinds=kinds or [], follow=follow
+        )
         events = await handlers.watch_events(activity, message, cursor_field=field)
         return StreamingResponse(_with_keepalive(events), media_type="text/event-stream")
 

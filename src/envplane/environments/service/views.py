@@ -87,12 +87,6 @@ class RunOutcome:
 
 
 @dataclass(frozen=True)
-class OperationsDeleted:
-    count: int
-    node_ids: list[str]  # the distinct nodes whose records went
-
-
-@dataclass(frozen=True)
 class CleanupOutcome:
     removed: list[EnvId]
     builds_removed: list[str]
