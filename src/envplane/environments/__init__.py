@@ -3,8 +3,8 @@
 The slice, top to bottom: ``capability.py`` (how the daemon plugs it in), ``faces/`` (the gRPC
 servicer, the REST router, the UV Venv Manager protocol), ``handlers.py`` (one function per
 RPC, shared by both faces), ``messages.py`` (views -> envplane.v1 messages), ``service/`` (the
-operations). ``identity.py`` and ``specs.py`` are the capability's vocabulary, light enough for
-clients and providers to import.
+operations). ``identity.py``, ``specs.py`` and ``wire.py`` are the capability's vocabulary, light
+enough for clients and providers to import.
 """
 
 from __future__ import annotations

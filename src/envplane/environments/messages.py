@@ -4,14 +4,15 @@ serve (gRPC sends the messages, REST their protobuf JSON mapping), through ``han
 from __future__ import annotations
 
 from envplane.api import messages as common
+from envplane.environments import wire
 from envplane.environments.identity import EnvId
 from envplane.environments.service.views import CleanupOutcome, DepsView, EnvView, ExportView, OperationOutcome
-from envplane.errors import InvalidArgument, echo
+from envplane.errors import InvalidArgument
 from envplane.v1 import environments_pb2 as pb
 
 
 def ref(env: EnvId) -> pb.EnvRef:
-    return pb.EnvRef(workflow_id=env.workflow_id, node_id=env.node_id, version_id=env.version_id)
+    return wire.ref(env.workflow_id, env.node_id, env.version_id)
 
 
 def env_id(message: pb.EnvRef) -> EnvId:
@@ -84,25 +85,12 @@ def cleanup(outcome: CleanupOutcome) -> pb.CleanupResponse:
     )
 
 
-# The statuses a filter can name (proto's enum wrapper has keys(), not the mapping protocol).
-STATUS_NAMES = [name for name in pb.EnvStatus.keys() if name != "ENV_STATUS_UNSPECIFIED"]  # noqa: SIM118
-
-
 def status_filter(value: int) -> str:
     """A ListEnvs status filter: ENV_STATUS_UNSPECIFIED (0) means "any"; an unknown number
     (proto3 keeps them) is refused, naming the field."""
     if value == 0:
         return ""
     if value not in pb.EnvStatus.values():
-        names = ", ".join(STATUS_NAMES)
+        names = ", ".join(wire.STATUS_NAMES)
         raise InvalidArgument(f"status {value} is not an environment status: use {names} (or 0 for any)")
     return pb.EnvStatus.Name(value)  # type: ignore[arg-type]
-
-
-def status_value(name: str) -> pb.EnvStatus.ValueType:
-    """A status filter given by name (REST, CLI): "" = any."""
-    if not name:
-        return pb.ENV_STATUS_UNSPECIFIED
-    if name.upper() not in STATUS_NAMES:
-        raise InvalidArgument(f"status {echo(name)} is not one of {', '.join(STATUS_NAMES)}")
-    return pb.EnvStatus.Value(name.upper())

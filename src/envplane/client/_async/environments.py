@@ -11,23 +11,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from envplane.client._async.transport import AsyncTransport
-from envplane.errors import InvalidArgument
+from envplane.environments import wire
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
-
-
-def _ref(workflow_id: str, node_id: str, version_id: str) -> pb.EnvRef:
-    return pb.EnvRef(workflow_id=workflow_id, node_id=node_id, version_id=version_id)
-
-
-def _status(name: str) -> pb.EnvStatus.ValueType:
-    """A status filter by name ("" = any)."""
-    if not name:
-        return pb.ENV_STATUS_UNSPECIFIED
-    names = [n for n in pb.EnvStatus.keys() if n != "ENV_STATUS_UNSPECIFIED"]  # noqa: SIM118 (an enum wrapper)
-    if name.upper() not in names:
-        raise InvalidArgument(f"status {name!r} is not one of {', '.join(names)}")
-    return pb.EnvStatus.Value(name.upper())
 
 
 class AsyncEnvironments:
@@ -39,7 +25,7 @@ class AsyncEnvironments:
     def _create_request(
         workflow_id: str, node_id: str, *, version_id: str, packages: Sequence[str], **fields: Any
     ) -> pb.CreateEnvRequest:
-        return pb.CreateEnvRequest(ref=_ref(workflow_id, node_id, version_id), packages=list(packages), **fields)
+        return pb.CreateEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), packages=list(packages), **fields)
 
     async def create(
         self,
@@ -105,7 +91,7 @@ class AsyncEnvironments:
         return self._t.stream(self._stub.CreateEnvStream, request, timeout)
 
     async def get(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.Environment:
-        request = pb.GetEnvStatusRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.GetEnvStatusRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.Environment = await self._t.call(self._stub.GetEnvStatus, request, None)
         return result
 
@@ -122,7 +108,7 @@ class AsyncEnvironments:
         request = pb.ListEnvsRequest(
             workflow_id=workflow_id,
             node_id=node_id,
-            status=_status(status),
+            status=wire.status_value(status),
             page_size=page_size,
             page_token=page_token,
         )
@@ -150,7 +136,7 @@ class AsyncEnvironments:
         fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.DeleteEnvResponse:
-        request = pb.DeleteEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        request = pb.DeleteEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         result: pb.DeleteEnvResponse = await self._t.call(self._stub.DeleteEnv, request, timeout)
         return result
 
@@ -166,7 +152,7 @@ class AsyncEnvironments:
         timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id),
+            ref=wire.ref(workflow_id, node_id, version_id),
             packages=list(packages),
             requirements=requirements,
             fail_if_busy=fail_if_busy,
@@ -187,7 +173,7 @@ class AsyncEnvironments:
     ) -> pb.DepsResponse:
         """Upgrade the named packages (every package when none are named)."""
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id),
+            ref=wire.ref(workflow_id, node_id, version_id),
             packages=list(packages),
             requirements=requirements,
             fail_if_busy=fail_if_busy,
@@ -206,13 +192,13 @@ class AsyncEnvironments:
         timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id), packages=list(packages), fail_if_busy=fail_if_busy
+            ref=wire.ref(workflow_id, node_id, version_id), packages=list(packages), fail_if_busy=fail_if_busy
         )
         result: pb.DepsResponse = await self._t.call(self._stub.RemoveDeps, request, timeout)
         return result
 
     async def list_deps(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.ListDepsResponse:
-        request = pb.ListDepsRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.ListDepsRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.ListDepsResponse = await self._t.call(self._stub.ListDeps, request, None)
         return result
 
@@ -225,14 +211,14 @@ class AsyncEnvironments:
         fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.SyncEnvResponse:
-        request = pb.SyncEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        request = pb.SyncEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         result: pb.SyncEnvResponse = await self._t.call(self._stub.SyncEnv, request, timeout)
         return result
 
     async def export(
         self, workflow_id: str, node_id: str, *, version_id: str = "", timeout: float | None = None
     ) -> pb.ExportEnvResponse:
-        request = pb.ExportEnvRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.ExportEnvRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.ExportEnvResponse = await self._t.call(self._stub.ExportEnv, request, timeout)
         return result
 

@@ -12,23 +12,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from envplane.client._sync.transport import Transport
-from envplane.errors import InvalidArgument
+from envplane.environments import wire
 from envplane.v1 import environments_pb2 as pb
 from envplane.v1 import environments_pb2_grpc as pb_grpc
-
-
-def _ref(workflow_id: str, node_id: str, version_id: str) -> pb.EnvRef:
-    return pb.EnvRef(workflow_id=workflow_id, node_id=node_id, version_id=version_id)
-
-
-def _status(name: str) -> pb.EnvStatus.ValueType:
-    """A status filter by name ("" = any)."""
-    if not name:
-        return pb.ENV_STATUS_UNSPECIFIED
-    names = [n for n in pb.EnvStatus.keys() if n != "ENV_STATUS_UNSPECIFIED"]  # noqa: SIM118 (an enum wrapper)
-    if name.upper() not in names:
-        raise InvalidArgument(f"status {name!r} is not one of {', '.join(names)}")
-    return pb.EnvStatus.Value(name.upper())
 
 
 class Environments:
@@ -40,7 +26,7 @@ class Environments:
     def _create_request(
         workflow_id: str, node_id: str, *, version_id: str, packages: Sequence[str], **fields: Any
     ) -> pb.CreateEnvRequest:
-        return pb.CreateEnvRequest(ref=_ref(workflow_id, node_id, version_id), packages=list(packages), **fields)
+        return pb.CreateEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), packages=list(packages), **fields)
 
     def create(
         self,
@@ -106,7 +92,7 @@ class Environments:
         return self._t.stream(self._stub.CreateEnvStream, request, timeout)
 
     def get(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.Environment:
-        request = pb.GetEnvStatusRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.GetEnvStatusRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.Environment = self._t.call(self._stub.GetEnvStatus, request, None)
         return result
 
@@ -123,7 +109,7 @@ class Environments:
         request = pb.ListEnvsRequest(
             workflow_id=workflow_id,
             node_id=node_id,
-            status=_status(status),
+            status=wire.status_value(status),
             page_size=page_size,
             page_token=page_token,
         )
@@ -149,7 +135,7 @@ class Environments:
         fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.DeleteEnvResponse:
-        request = pb.DeleteEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        request = pb.DeleteEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         result: pb.DeleteEnvResponse = self._t.call(self._stub.DeleteEnv, request, timeout)
         return result
 
@@ -165,7 +151,7 @@ class Environments:
         timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id),
+            ref=wire.ref(workflow_id, node_id, version_id),
             packages=list(packages),
             requirements=requirements,
             fail_if_busy=fail_if_busy,
@@ -186,7 +172,7 @@ class Environments:
     ) -> pb.DepsResponse:
         """Upgrade the named packages (every package when none are named)."""
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id),
+            ref=wire.ref(workflow_id, node_id, version_id),
             packages=list(packages),
             requirements=requirements,
             fail_if_busy=fail_if_busy,
@@ -205,13 +191,13 @@ class Environments:
         timeout: float | None = None,
     ) -> pb.DepsResponse:
         request = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id), packages=list(packages), fail_if_busy=fail_if_busy
+            ref=wire.ref(workflow_id, node_id, version_id), packages=list(packages), fail_if_busy=fail_if_busy
         )
         result: pb.DepsResponse = self._t.call(self._stub.RemoveDeps, request, timeout)
         return result
 
     def list_deps(self, workflow_id: str, node_id: str, *, version_id: str = "") -> pb.ListDepsResponse:
-        request = pb.ListDepsRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.ListDepsRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.ListDepsResponse = self._t.call(self._stub.ListDeps, request, None)
         return result
 
@@ -224,14 +210,14 @@ class Environments:
         fail_if_busy: bool = False,
         timeout: float | None = None,
     ) -> pb.SyncEnvResponse:
-        request = pb.SyncEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        request = pb.SyncEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         result: pb.SyncEnvResponse = self._t.call(self._stub.SyncEnv, request, timeout)
         return result
 
     def export(
         self, workflow_id: str, node_id: str, *, version_id: str = "", timeout: float | None = None
     ) -> pb.ExportEnvResponse:
-        request = pb.ExportEnvRequest(ref=_ref(workflow_id, node_id, version_id))
+        request = pb.ExportEnvRequest(ref=wire.ref(workflow_id, node_id, version_id))
         result: pb.ExportEnvResponse = self._t.call(self._stub.ExportEnv, request, timeout)
         return result
 

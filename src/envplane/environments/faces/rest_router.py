@@ -20,7 +20,7 @@ from envplane.api.protojson import to_json
 from envplane.api.rest_errors import ERROR_RESPONSES, error_body, http_status_for
 from envplane.api.rest_params import TimeoutHeader, deadline_from, int32
 from envplane.api.rest_proto import ProtoResponse, message_schema, proto_response
-from envplane.environments import handlers, messages
+from envplane.environments import handlers, wire
 from envplane.environments.service import EnvironmentService
 from envplane.errors import EnvplaneError
 from envplane.v1 import environments_pb2 as pb
@@ -59,13 +59,9 @@ class CleanupBody(_Body):
 VersionQuery = Annotated[str, Query(description="Version id; empty = the unversioned env.")]
 
 
-def _ref(workflow_id: str, node_id: str, version_id: str) -> pb.EnvRef:
-    return pb.EnvRef(workflow_id=workflow_id, node_id=node_id, version_id=version_id)
-
-
 def _create_request(body: CreateEnvBody) -> pb.CreateEnvRequest:
     return pb.CreateEnvRequest(
-        ref=_ref(body.workflow_id, body.node_id, body.version_id),
+        ref=wire.ref(body.workflow_id, body.node_id, body.version_id),
         packages=body.packages,
         requirements=body.requirements,
         python_version=body.python_version,
@@ -78,7 +74,7 @@ def _create_request(body: CreateEnvBody) -> pb.CreateEnvRequest:
 
 def _deps_request(workflow_id: str, node_id: str, version_id: str, body: DepsBody) -> pb.DepsRequest:
     return pb.DepsRequest(
-        ref=_ref(workflow_id, node_id, version_id),
+        ref=wire.ref(workflow_id, node_id, version_id),
         packages=body.packages,
         requirements=body.requirements,
         fail_if_busy=body.fail_if_busy,
@@ -153,7 +149,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
         message = pb.ListEnvsRequest(
             workflow_id=workflow_id,
             node_id=node_id,
-            status=messages.status_value(status),
+            status=wire.status_value(status),
             page_size=int32("page_size", page_size),
             page_token=page_token,
         )
@@ -161,7 +157,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
 
     @router.get(ENV, summary="Get an environment's status", responses={200: proto_response(pb.Environment, "the env")})
     async def get_env(workflow_id: str, node_id: str, version_id: VersionQuery = "") -> Response:
-        message = pb.GetEnvStatusRequest(ref=_ref(workflow_id, node_id, version_id))
+        message = pb.GetEnvStatusRequest(ref=wire.ref(workflow_id, node_id, version_id))
         return ProtoResponse(await handlers.get_env_status(service, message))
 
     @router.delete(
@@ -174,7 +170,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
         fail_if_busy: bool = False,
         timeout: TimeoutHeader = None,
     ) -> Response:
-        message = pb.DeleteEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        message = pb.DeleteEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         return ProtoResponse(await handlers.delete_env(service, message, deadline=deadline_from(timeout)))
 
     @router.get(
@@ -183,7 +179,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
         responses={200: proto_response(pb.ListDepsResponse, "declared specs and locked versions")},
     )
     async def list_deps(workflow_id: str, node_id: str, version_id: VersionQuery = "") -> Response:
-        message = pb.ListDepsRequest(ref=_ref(workflow_id, node_id, version_id))
+        message = pb.ListDepsRequest(ref=wire.ref(workflow_id, node_id, version_id))
         return ProtoResponse(await handlers.list_deps(service, message))
 
     @router.post(ENV + "/dependencies", summary="Add dependencies", responses=_DEPS_RESPONSE)
@@ -220,7 +216,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
         timeout: TimeoutHeader = None,
     ) -> Response:
         message = pb.DepsRequest(
-            ref=_ref(workflow_id, node_id, version_id), packages=packages, fail_if_busy=fail_if_busy
+            ref=wire.ref(workflow_id, node_id, version_id), packages=packages, fail_if_busy=fail_if_busy
         )
         return ProtoResponse(await handlers.remove_deps(service, message, deadline=deadline_from(timeout)))
 
@@ -236,7 +232,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
         fail_if_busy: bool = False,
         timeout: TimeoutHeader = None,
     ) -> Response:
-        message = pb.SyncEnvRequest(ref=_ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
+        message = pb.SyncEnvRequest(ref=wire.ref(workflow_id, node_id, version_id), fail_if_busy=fail_if_busy)
         return ProtoResponse(await handlers.sync_env(service, message, deadline=deadline_from(timeout)))
 
     @router.get(
@@ -247,7 +243,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
     async def export_env(
         workflow_id: str, node_id: str, version_id: VersionQuery = "", timeout: TimeoutHeader = None
     ) -> Response:
-        message = pb.ExportEnvRequest(ref=_ref(workflow_id, node_id, version_id))
+        message = pb.ExportEnvRequest(ref=wire.ref(workflow_id, node_id, version_id))
         return ProtoResponse(await handlers.export_env(service, message, deadline=deadline_from(timeout)))
 
     @router.post(
