@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from envplane import errors
+from envplane.api.grpc_errors import ERROR_CLASS_KEY, OPERATION_KEY  # the trailers the server sets
 
 EXCEPTION_TABLE: dict[grpc.StatusCode, type[errors.EnvplaneError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
@@ -33,10 +34,10 @@ def translate(exc: grpc.RpcError, address: str) -> errors.EnvplaneError:
     trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
     cls = EXCEPTION_TABLE.get(code, errors.InternalError)
     # The server names the exact class (EnvBusy, ResolutionFailed) in trailing metadata.
-    exact = getattr(errors, str(trailing.get("envplane-error", "")), None)
+    exact = getattr(errors, str(trailing.get(ERROR_CLASS_KEY, "")), None)
     if isinstance(exact, type) and issubclass(exact, cls):
         cls = exact
-    operation = str(trailing.get("envplane-operation-id", ""))
+    operation = str(trailing.get(OPERATION_KEY, ""))
     error = cls(headline, detail=detail, operation_id=int(operation) if operation.isdigit() else 0)
     error.grpc_code = code  # type: ignore[attr-defined]
     return error
