@@ -9,7 +9,10 @@
     ├── AlreadyExists            an environment with that identity exists        gRPC ALREADY_EXISTS     HTTP 409
     ├── FailedPrecondition       the env is in the wrong state for the operation gRPC FAILED_PRECONDITION HTTP 409
     │   ├── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
-    │   └── RayNotReady          Ray cannot start workers in the env (providers) client side only
+    │   ├── RayNotReady          Ray cannot start workers in the env (providers) client side only
+    │   ├── PoolFailed           no worker of a pool could start                 gRPC FAILED_PRECONDITION HTTP 409
+    │   └── SessionLost          the worker holding a session's state is gone    gRPC FAILED_PRECONDITION HTTP 409
+    ├── ResourceExhausted        a pool's queue or session table is full         gRPC RESOURCE_EXHAUSTED HTTP 429
     ├── Aborted                  the call was cut off; retrying can succeed      gRPC ABORTED            HTTP 409
     │   └── WatcherOverflow      an event watcher fell too far behind            gRPC ABORTED            HTTP 409
     ├── OutOfRange               a position the server no longer keeps           gRPC OUT_OF_RANGE       HTTP 410
@@ -17,8 +20,14 @@
     ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
     ├── Unauthenticated          the daemon wants a token the call did not carry gRPC UNAUTHENTICATED    HTTP 401
     ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
+    │   └── WorkerCrashed        the worker running the call died (exit/signal)  gRPC UNAVAILABLE        HTTP 503
+    │       └── WorkerOutOfMemory  ... past its memory limit                     gRPC UNAVAILABLE        HTTP 503
     ├── Unimplemented            the operation is switched off on this daemon    gRPC UNIMPLEMENTED      HTTP 501
-    └── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
+    ├── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
+    └── CommandError             a worker's handler raised (type, traceback)     gRPC UNKNOWN            HTTP 500
+
+``CommandError`` is the user's code failing, not envplane: the worker faces carry it inside
+their replies (typed), so it becomes a status only where a face has no other way to say it.
 
 The per-transport tables live in ``api/grpc_errors.py``, ``api/rest_errors.py`` and
 ``client/_errors.py``: one table each, so a failure is the same status on every face.
@@ -74,6 +83,18 @@ class RayNotReady(FailedPrecondition):
     """The env cannot host Ray workers: no ray, another ray version, or another Python minor."""
 
 
+class PoolFailed(FailedPrecondition):
+    """No worker of the pool got ready: ``detail`` has the last one's stderr and exit."""
+
+
+class SessionLost(FailedPrecondition):
+    """The worker that held the session's state died; the state is gone with it (never moved)."""
+
+
+class ResourceExhausted(EnvplaneError):
+    """A bounded resource is full (a pool's queue, its sessions): try later, or grow it."""
+
+
 class Aborted(EnvplaneError):
     """The server cut the call off; the same call again (resumed) can succeed."""
 
@@ -102,6 +123,26 @@ class Unavailable(EnvplaneError):
     """The daemon could not be reached."""
 
 
+class WorkerCrashed(Unavailable):
+    """The worker running the call exited or was killed before answering; ``cause`` says how
+    (``exited with code 3``, ``killed by SIGSEGV``)."""
+
+    def __init__(self, message: str, *, cause: str = "", detail: str = "", operation_id: int = 0) -> None:
+        super().__init__(message, detail=detail, operation_id=operation_id)
+        self.cause = cause
+
+
+class WorkerOutOfMemory(WorkerCrashed):
+    """The worker passed its memory limit during the call and was killed."""
+
+    def __init__(
+        self, message: str, *, peak_rss: int = 0, limit: int = 0, detail: str = "", operation_id: int = 0
+    ) -> None:
+        super().__init__(message, cause="out of memory", detail=detail, operation_id=operation_id)
+        self.peak_rss = peak_rss
+        self.limit = limit
+
+
 class Unimplemented(EnvplaneError):
     """The daemon does not offer this operation (a setting switched it off)."""
 
@@ -117,3 +158,23 @@ def echo(value: object, limit: int = 80) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: limit - 12]}…({len(text)} chars)"
+
+
+class CommandError(EnvplaneError):
+    """The handler's command raised. ``error_type`` is the exception's class name (qualified by
+    ``error_module``), ``message`` its text, ``traceback`` the worker's formatted traceback."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str = "",
+        error_module: str = "",
+        traceback: str = "",
+        detail: str = "",
+        operation_id: int = 0,
+    ) -> None:
+        super().__init__(message, detail=detail or traceback, operation_id=operation_id)
+        self.error_type = error_type
+        self.error_module = error_module
+        self.traceback = traceback or detail

@@ -29,6 +29,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], grpc.StatusCode], ...] = (
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Aborted, grpc.StatusCode.ABORTED),
     (errors.OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (errors.DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
@@ -36,6 +37,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], grpc.StatusCode], ...] = (
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
     (errors.InternalError, grpc.StatusCode.INTERNAL),
+    (errors.CommandError, grpc.StatusCode.UNKNOWN),
 )
 ERROR_CLASS_KEY = "envplane-error"  # trailing metadata: the exact class, e.g. "EnvBusy"
 OPERATION_KEY = "envplane-operation-id"  # trailing metadata: the failed operation's audit record

@@ -25,6 +25,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], int, str], ...] = (
     (errors.NotFound, 404, "NOT_FOUND"),
     (errors.AlreadyExists, 409, "ALREADY_EXISTS"),
     (errors.FailedPrecondition, 409, "FAILED_PRECONDITION"),
+    (errors.ResourceExhausted, 429, "RESOURCE_EXHAUSTED"),
     (errors.Aborted, 409, "ABORTED"),
     (errors.OutOfRange, 410, "OUT_OF_RANGE"),
     (errors.DeadlineExceeded, 504, "DEADLINE_EXCEEDED"),
@@ -32,6 +33,7 @@ STATUS_TABLE: tuple[tuple[type[errors.EnvplaneError], int, str], ...] = (
     (errors.Unavailable, 503, "UNAVAILABLE"),
     (errors.Unimplemented, 501, "UNIMPLEMENTED"),
     (errors.InternalError, 500, "INTERNAL"),
+    (errors.CommandError, 500, "UNKNOWN"),
 )
 # Refusals that happen before a route runs, by HTTP status.
 TRANSPORT_CODES = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from envplane.client._errors import translate
+from envplane.client._errors import answered_by_daemon, translate
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,10 @@ class Attempts:
 
     def failed(self, exc: grpc.RpcError) -> float:
         error = translate(exc, self.address)
-        delay = self.policy.delay_after(self.attempt) if exc.code() == grpc.StatusCode.UNAVAILABLE else None
+        # UNAVAILABLE from the daemon itself (it names the error class: a worker crashed under
+        # the call) is an answer, not an unreachable daemon: retrying could run the call twice.
+        retryable = exc.code() == grpc.StatusCode.UNAVAILABLE and not answered_by_daemon(exc)
+        delay = self.policy.delay_after(self.attempt) if retryable else None
         if delay is None or (self.deadline is not None and time.monotonic() + delay >= self.deadline):
             if self.attempt > 1:
                 error.message += f" (gave up after {self.attempt} attempts)"

@@ -60,7 +60,7 @@ async def run_group(
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    marker = _record_group(run_dir, label, proc.pid)
+    marker = record_group(run_dir, label, proc.pid)
     timed_out = False
     try:
         assert proc.stdout is not None and proc.stderr is not None
@@ -96,21 +96,41 @@ async def run_group(
     )
 
 
-def _record_group(run_dir: Path, label: str, pgid: int) -> Path:
+def record_group(run_dir: Path, label: str, pgid: int) -> Path:
+    """Write the marker of a process group in flight: its id and its leader's start time, so a
+    later start never kills a group whose id the kernel has since given to someone else."""
     run_dir.mkdir(parents=True, exist_ok=True)
     marker = run_dir / f"{label}-{pgid}"
-    marker.write_text(f"{pgid}\n")
+    marker.write_text(f"{pgid} {start_time(pgid) or ''}\n")
     return marker
 
 
+def forget_group(marker: Path) -> None:
+    marker.unlink(missing_ok=True)
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
 def kill_orphans(run_dir: Path) -> list[int]:
-    """Kill the process groups a previous daemon recorded and did not reap."""
+    """Kill the process groups a previous daemon recorded and did not reap (only where the
+    group's leader is still the process recorded, when the marker says when it started)."""
     killed: list[int] = []
     if not run_dir.is_dir():
         return killed
     for marker in run_dir.glob("*-*"):
-        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError, OSError):
             pgid = int(marker.name.rpartition("-")[2])
+            recorded = marker.read_text().split()
+            leader_started = start_time(pgid)
+            if len(recorded) > 1 and leader_started is not None and recorded[1] != leader_started:
+                raise ProcessLookupError  # the id now belongs to another process
             os.killpg(pgid, signal.SIGKILL)
             killed.append(pgid)
         marker.unlink(missing_ok=True)

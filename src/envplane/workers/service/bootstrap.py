@@ -1,0 +1,535 @@
+"""The worker process: runs with an environment's own interpreter (Python 3.9+, stdlib only).
+
+The env needs no envplane install: the pool starts ``python -c <loader> <this file> …``, and
+this file loads the user's handler, answers the readiness handshake and serves calls. The parent
+imports the same file for the framing (:func:`encode`, :func:`decode`), so both ends share
+one definition of the channel.
+
+Channel (its own file descriptors, never stdout/stderr, so a handler's ``print`` and logging
+go to the worker's log and cannot corrupt it):
+
+* ``calls``   parent → worker: ``call``, ``drop_session``, ``stop``; read by the main thread;
+* ``control`` parent → worker: ``ping``, ``cancel``, ``credit``; read by a thread of its own,
+  so heartbeats and cancellations are answered while a long call runs;
+* ``replies`` worker → parent: ``ready`` / ``init_failed``, ``result``, ``chunk``, ``end``,
+  ``error``, ``pong`` (one lock, so frames never interleave).
+
+A frame is a 5-byte header (payload length, big-endian uint32; codec byte ``J`` or ``P``) and
+the payload: JSON where bytes are ``{"$bytes": "<base64>"}``, or a pickle when the caller opted
+into it. The worker dies with its channel: end of file on ``control`` (the pool closed it, or
+the daemon died) kills its process group at once; a parent-death signal backs that up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ctypes
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+HEADER = struct.Struct(">IB")
+JSON = ord("J")
+PICKLE = ord("P")
+MAX_FRAME = 1 << 30
+STREAM_WINDOW = 64  # chunks a stream may run ahead of the parent's credit
+KINDS = ("function", "generator", "async", "async_generator")
+
+
+# ---- framing (shared with the parent) ---------------------------------------------------------
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    raise TypeError(f"{type(value).__name__} is not JSON-compatible (use pickle for Python objects)")
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$bytes" in obj:
+        return base64.b64decode(obj["$bytes"])
+    return obj
+
+
+_dumps = json.JSONEncoder(default=_tag, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_loads = json.JSONDecoder(object_hook=_untag).decode
+
+
+def encode(message: dict[str, Any], codec: int = JSON) -> bytes:
+    """One frame. ``codec`` PICKLE pickles the whole message (Python-to-Python callers)."""
+    payload = pickle.dumps(message, protocol=4) if codec == PICKLE else _dumps(message).encode()
+    return HEADER.pack(len(payload), codec) + payload
+
+
+def decode(codec: int, payload: bytes) -> dict[str, Any]:
+    if codec == PICKLE:
+        return pickle.loads(payload)  # type: ignore[no-any-return]
+    return _loads(payload.decode())  # type: ignore[no-any-return]
+
+
+def dumps_value(value: Any) -> str:
+    """A value as the channel's JSON text (bytes tagged), for faces that carry JSON."""
+    return _dumps(value)
+
+
+def loads_value(text: str) -> Any:
+    return _loads(text)
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> tuple[int, dict[str, Any]] | None:
+    """The next frame from a blocking descriptor; None at end of file."""
+    header = _read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    size, codec = HEADER.unpack(header)
+    payload = _read_exact(fd, size) if size else b""
+    if payload is None:
+        return None
+    return codec, decode(codec, payload)
+
+
+# ---- the worker -------------------------------------------------------------------------------
+
+
+class CallCancelled(BaseException):
+    """Raised inside a command the caller cancelled (BaseException: handlers' ``except
+    Exception`` must not swallow it)."""
+
+
+class Worker:
+    def __init__(self, calls_fd: int, control_fd: int, replies_fd: int, concurrency: int) -> None:
+        self.calls_fd = calls_fd
+        self.control_fd = control_fd
+        self.replies_fd = replies_fd
+        self.concurrency = concurrency
+        self.write_lock = threading.Lock()
+        self.commands: dict[str, Callable[..., Any]] = {}
+        self.kinds: dict[str, str] = {}
+        self.wants_session: dict[str, bool] = {}
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.state_lock = threading.Lock()
+        self.main_call: int | None = None  # the call the main thread runs inline
+        self.cancelled: set[int] = set()
+        self.tasks: dict[int, asyncio.Task[Any]] = {}  # async calls by id
+        self.credits: dict[int, threading.Semaphore] = {}
+        self.executor: Any = None
+        self.interruptible = False  # the main thread runs handler code (see _on_sigint)
+
+    # -- output
+    def send(self, message: dict[str, Any], codec: int = JSON) -> None:
+        try:
+            frame = encode(message, codec)
+        except (TypeError, ValueError, pickle.PicklingError) as exc:
+            if message.get("op") not in ("result", "chunk"):
+                raise
+            frame = encode(self._error_message(message["id"], exc, unencodable=True))
+        with self.write_lock:
+            view = memoryview(frame)
+            while view:
+                written = os.write(self.replies_fd, view)
+                view = view[written:]
+
+    @staticmethod
+    def _describe(exc: BaseException) -> dict[str, str]:
+        return {
+            "type": type(exc).__qualname__,
+            "module": type(exc).__module__,
+            "message": str(exc),
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        }
+
+    def _error_message(self, call_id: int, exc: BaseException, unencodable: bool = False) -> dict[str, Any]:
+        error = self._describe(exc)
+        if unencodable:
+            error["message"] = f"the command's value cannot be sent back: {exc}"
+            error["type"] = "UnencodableValue"
+        return {"op": "error", "id": call_id, "error": error, "cancelled": isinstance(exc, CallCancelled)}
+
+    # -- start-up
+    def load(self, handler: str, init: str, init_args: Any) -> dict[str, Any]:
+        module = _import_handler(handler)
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [
+                name
+                for name, obj in vars(module).items()
+                if not name.startswith("_")
+                and inspect.isfunction(obj)
+                and getattr(obj, "__module__", None) == module.__name__
+            ]
+        hook = getattr(module, init, None) if init else None
+        for name in names:
+            obj = getattr(module, name, None)
+            if obj is hook or not callable(obj):
+                continue
+            self.commands[name] = obj
+            self.kinds[name] = _kind(obj)
+            try:
+                self.wants_session[name] = "session" in inspect.signature(obj).parameters
+            except (TypeError, ValueError):
+                self.wants_session[name] = False
+        if init and hook is None and init != "init":
+            raise LookupError(f"the handler has no init hook named {init!r}")
+        if hook is not None:
+            args = init_args if init_args is not None else {}
+            result = hook(**args) if isinstance(args, dict) else hook(*args)
+            if inspect.isawaitable(result):
+                self._loop().run_until_complete(result)
+        return {
+            name: {
+                "kind": self.kinds[name],
+                "session": self.wants_session[name],
+                "doc": (inspect.getdoc(obj) or "").split("\n\n")[0][:500],
+            }
+            for name, obj in self.commands.items()
+        }
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+        return self.loop
+
+    # -- control thread: heartbeats and cancellations while calls run
+    def control(self) -> None:
+        while True:
+            try:
+                frame = read_frame(self.control_fd)
+            except OSError:
+                frame = None
+            if frame is None:  # the pool closed the channel, or the daemon died
+                _die()
+            message = frame[1]
+            op = message.get("op")
+            if op == "ping":
+                self.send({"op": "pong", "n": message.get("n", 0)})
+            elif op == "cancel":
+                self.cancel(message["id"])
+            elif op == "credit":
+                credit = self.credits.get(message["id"])
+                if credit is not None:
+                    for _ in range(int(message.get("n", 1))):
+                        credit.release()
+
+    def cancel(self, call_id: int) -> None:
+        with self.state_lock:
+            self.cancelled.add(call_id)
+            credit = self.credits.get(call_id)
+            if credit is not None:
+                credit.release()  # a stream waiting for credit notices at once
+            task = self.tasks.get(call_id)
+            if task is not None and self.loop is not None:
+                self.loop.call_soon_threadsafe(task.cancel)
+                return
+            # A sync command on a pool thread (concurrency > 1) cannot be interrupted safely
+            # (an asynchronous exception could land in the middle of a frame): a stream stops
+            # at its next chunk, a function is left to finish, and the pool recycles the
+            # worker if it does not within the grace.
+            if self.main_call == call_id and self.interruptible:
+                os.kill(os.getpid(), signal.SIGINT)  # interrupts a blocking sleep or read too
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        # Runs in the main thread, between two bytecodes: raise only inside the handler's own
+        # code, never while a frame is being written.
+        if self.interruptible and self.main_call is not None and self.main_call in self.cancelled:
+            raise CallCancelled("the call was cancelled")
+
+    def _user(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run handler code in the main thread, where a cancellation may interrupt it."""
+        self.interruptible = True
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.interruptible = False
+
+    # -- calls
+    def prepare(self, message: dict[str, Any]) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        name = message["cmd"]
+        fn = self.commands[name]  # the parent checked the name against the handshake
+        args = message.get("args")
+        if isinstance(args, dict):
+            positional: tuple[Any, ...] = ()
+            keywords = dict(args)
+        elif isinstance(args, (list, tuple)):
+            positional, keywords = tuple(args), {}
+        elif args is None:
+            positional, keywords = (), {}
+        else:
+            positional, keywords = (args,), {}
+        if self.wants_session[name]:
+            session_id = message.get("session")
+            keywords["session"] = self.sessions.setdefault(session_id, {}) if session_id else {}
+        return fn, positional, keywords
+
+    def run_inline(self, message: dict[str, Any], codec: int) -> None:
+        """Concurrency 1: the main thread runs the call itself (no thread hand-off)."""
+        call_id = message["id"]
+        with self.state_lock:
+            self.main_call = call_id
+        try:
+            fn, args, kwargs = self.prepare(message)
+            kind = self.kinds[message["cmd"]]
+            if kind == "function":
+                self.send({"op": "result", "id": call_id, "value": self._user(fn, *args, **kwargs)}, codec)
+            elif kind == "generator":
+                self._stream_sync(call_id, self._user(fn, *args, **kwargs), codec, inline=True)
+            else:
+                loop = self._loop()
+                task = loop.create_task(self._run_async(call_id, kind, fn, args, kwargs, codec))
+                with self.state_lock:
+                    self.tasks[call_id] = task
+                    if call_id in self.cancelled:
+                        task.cancel()
+                loop.run_until_complete(task)
+        except BaseException as exc:
+            self.interruptible = False
+            self.send(self._error_message(call_id, exc))
+        finally:
+            with self.state_lock:
+                self.main_call = None
+                self.tasks.pop(call_id, None)
+                self.cancelled.discard(call_id)
+                self.credits.pop(call_id, None)
+
+    def _stream_sync(self, call_id: int, iterator: Any, codec: int, inline: bool = False) -> None:
+        credit = self.credits[call_id] = threading.Semaphore(STREAM_WINDOW)
+
+        def step() -> Any:
+            return self._user(next, iterator) if inline else next(iterator)
+
+        try:
+            while True:
+                try:
+                    chunk = step()
+                except StopIteration:
+                    break
+                credit.acquire()
+                if call_id in self.cancelled:
+                    raise CallCancelled("the stream was cancelled")
+                self.send({"op": "chunk", "id": call_id, "value": chunk}, codec)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        self.send({"op": "end", "id": call_id})
+
+    async def _run_async(
+        self, call_id: int, kind: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], codec: int
+    ) -> None:
+        try:
+            if kind == "async":
+                value = await fn(*args, **kwargs)
+                self.send({"op": "result", "id": call_id, "value": value}, codec)
+                return
+            if kind == "function":
+                value = await self._in_thread(call_id, fn, args, kwargs)
+                self.send({"op": "result", "id": call_id, "value": value}, codec)
+                return
+            if kind == "generator":
+                iterator = fn(*args, **kwargs)
+                await self._in_thread(call_id, self._stream_sync, (call_id, iterator, codec), {})
+                return
+            credit = self.credits[call_id] = threading.Semaphore(STREAM_WINDOW)
+            agen = fn(*args, **kwargs)
+            try:
+                async for chunk in agen:
+                    if not credit.acquire(blocking=False):  # the parent is behind: wait off the loop
+                        await asyncio.get_running_loop().run_in_executor(None, credit.acquire)
+                    if call_id in self.cancelled:
+                        raise CallCancelled("the stream was cancelled")
+                    self.send({"op": "chunk", "id": call_id, "value": chunk}, codec)
+            finally:
+                await agen.aclose()
+            self.send({"op": "end", "id": call_id})
+        except asyncio.CancelledError:
+            if self.concurrency == 1:
+                raise CallCancelled("the call was cancelled") from None
+            self.send(self._error_message(call_id, CallCancelled("the call was cancelled")))
+        except BaseException as exc:
+            if self.concurrency == 1:
+                raise
+            self.send(self._error_message(call_id, exc))
+        finally:
+            if self.concurrency > 1:
+                with self.state_lock:
+                    self.tasks.pop(call_id, None)
+                    self.cancelled.discard(call_id)
+                    self.credits.pop(call_id, None)
+
+    async def _in_thread(
+        self, call_id: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        def run() -> Any:
+            if call_id in self.cancelled:
+                raise CallCancelled("the call was cancelled")
+            return fn(*args, **kwargs)
+
+        assert self.loop is not None
+        return await self.loop.run_in_executor(self.executor, run)
+
+    def dispatch(self, codec: int, message: dict[str, Any]) -> bool:
+        """Handle one message of the calls channel; False: stop serving."""
+        op = message.get("op")
+        if op == "call":
+            if self.concurrency == 1:
+                self.run_inline(message, codec)
+            else:
+                assert self.loop is not None
+                call_id = message["id"]
+                try:
+                    fn, args, kwargs = self.prepare(message)
+                except BaseException as exc:
+                    self.send(self._error_message(call_id, exc))
+                    return True
+                coro = self._run_async(call_id, self.kinds[message["cmd"]], fn, args, kwargs, codec)
+                with self.state_lock:
+                    self.tasks[call_id] = self.loop.create_task(coro)
+        elif op == "drop_session":
+            self.sessions.pop(str(message.get("session")), None)
+        elif op == "stop":
+            return False
+        return True
+
+    def serve(self) -> None:
+        if self.concurrency == 1:
+            signal.signal(signal.SIGINT, self._on_sigint)
+            while True:
+                frame = read_frame(self.calls_fd)
+                if frame is None or not self.dispatch(*frame):
+                    return
+        else:
+            import concurrent.futures
+
+            self.executor = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="command")
+            loop = self._loop()
+            done = asyncio.Event()
+
+            def read() -> None:
+                while True:
+                    frame = read_frame(self.calls_fd)
+                    if frame is None:
+                        break
+                    codec, message = frame
+                    if message.get("op") == "stop":
+                        break
+                    loop.call_soon_threadsafe(self.dispatch, codec, message)
+                loop.call_soon_threadsafe(done.set)
+
+            threading.Thread(target=read, name="calls", daemon=True).start()
+
+            async def until_stopped() -> None:
+                await done.wait()
+                pending = [task for task in self.tasks.values() if not task.done()]
+                if pending:
+                    await asyncio.wait(pending)
+
+            loop.run_until_complete(until_stopped())
+
+
+def _kind(fn: Callable[..., Any]) -> str:
+    if inspect.isasyncgenfunction(fn):
+        return "async_generator"
+    if inspect.iscoroutinefunction(fn):
+        return "async"
+    if inspect.isgeneratorfunction(fn):
+        return "generator"
+    return "function"
+
+
+def _import_handler(handler: str) -> Any:
+    """A module name importable in the env, a ``.py`` file, or a package folder."""
+    path = os.path.abspath(handler)
+    if handler.endswith(".py") or os.sep in handler or os.path.exists(path):
+        if os.path.isdir(path):
+            parent, name = os.path.split(path.rstrip(os.sep))
+            sys.path.insert(0, parent)
+            return importlib.import_module(name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"handler file {path} does not exist")
+        sys.path.insert(0, os.path.dirname(path))
+        name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(handler)
+
+
+def _die() -> NoReturn:
+    """The channel is gone: take the whole process group (the handler's children) down now."""
+    try:
+        os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+def _watch_parent(parent: int) -> None:
+    """Die with the daemon: a parent-death signal (Linux), and the check it needs against a
+    parent that died before the signal was armed. The signal is SIGTERM, handled by killing the
+    whole group: a SIGKILL would take the worker alone and leave its handler's children."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: _die())
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent and os.getppid() != parent:
+        _die()
+
+
+def main(argv: list[str]) -> None:
+    calls_fd, control_fd, replies_fd = (int(v) for v in argv[0].split(","))
+    spec = json.loads(argv[1])
+    _watch_parent(int(spec.get("parent", 0)))
+    worker = Worker(calls_fd, control_fd, replies_fd, int(spec.get("concurrency", 1)))
+    try:
+        commands = worker.load(spec["handler"], spec.get("init", "init"), spec.get("init_args"))
+    except BaseException as exc:
+        traceback.print_exc()
+        worker.send({"op": "init_failed", "error": worker._describe(exc)})
+        sys.stderr.flush()
+        os._exit(3)
+    threading.Thread(target=worker.control, name="control", daemon=True).start()
+    worker.send(
+        {
+            "op": "ready",
+            "pid": os.getpid(),
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+            "commands": commands,
+        }
+    )
+    worker.serve()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__envplane_worker__":
+    main(sys.argv[2:])

@@ -1,0 +1,742 @@
+"""A pool of warm workers running one handler: routing, the queue, sessions, recovery.
+
+Each position in the pool is a :class:`Slot` that always wants a live worker: when its worker
+exits (a crash, a kill -9, a segfault, the memory watchdog, a recycle) the calls it ran fail
+with the cause, its sessions are marked lost, and the slot starts a new worker after a capped,
+jittered backoff (at once for a recycle). The pool cannot hang on a dead worker, which is where
+``multiprocessing.Pool`` does: the death is seen by the process watcher, not by a result that
+never comes. The supervisor task (one per pool) runs the RSS watchdog, the heartbeats that a
+long call cannot block (the worker answers them on a thread of its own), the recycling by TTL,
+the scale-down of idle extra workers, and session expiry.
+
+Routing: a free slot is taken at once when nothing queues; otherwise callers wait in one FIFO
+bounded by ``max_queue`` (full: ``ResourceExhausted``) and by ``queue_timeout`` and their own
+deadline (``DeadlineExceeded``). A strict session waits for its own worker without holding up
+the callers behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from envplane.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    PoolFailed,
+    ResourceExhausted,
+    Unavailable,
+    WorkerCrashed,
+    WorkerOutOfMemory,
+)
+from envplane.workers.service import bootstrap
+from envplane.workers.service.config import PoolConfig, check_command_name
+from envplane.workers.service.logs import PoolLog
+from envplane.workers.service.observer import NO_OBSERVER, PoolObserver
+from envplane.workers.service.sessions import Sessions, check_session_id
+from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
+from envplane.workers.service.worker import WorkerLaunch, WorkerProcess, WorkerState, worker_environment
+
+logger = logging.getLogger("envplane.workers")
+STABLE_SECONDS = 30.0  # a worker that lived this long resets its slot's backoff
+
+
+@dataclass
+class Slot:
+    index: int
+    memory_limit: int
+    worker: WorkerProcess | None = None
+    restarts: int = 0
+    crashes_in_a_row: int = 0
+    last_exit: str = ""
+    next_start: float = 0.0
+    attempted: bool = False  # its first worker has started (and got ready or failed)
+    removed: bool = False
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[WorkerProcess]
+    only: WorkerProcess | None = None  # a strict session's worker
+    only_slot: Slot | None = None  # an OOM retry's grown slot
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Pool:
+    """Warm workers running ``config.handler`` with ``python`` (the env's interpreter)."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        *,
+        python: str,
+        name: str = "pool",
+        run_dir: os.PathLike[str] | None = None,
+        observer: PoolObserver = NO_OBSERVER,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.python = python
+        self.observer = observer
+        self.log = PoolLog()
+        self.sessions = Sessions(config.session_ttl, config.max_sessions)
+        self.state = PoolState.STARTING
+        self.failure: PoolFailed | None = None
+        self.commands: dict[str, dict[str, Any]] = {}
+        self._run_dir = None if run_dir is None else Path(run_dir)
+        self._env = worker_environment(
+            base_env if base_env is not None else os.environ, python, config.env, config.threads
+        )
+        self._slots: list[Slot] = []
+        self._draining: set[WorkerProcess] = set()
+        self._queue: deque[_Waiter] = deque()
+        self._changed = asyncio.Condition()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._starting: set[asyncio.Task[None]] = set()
+        self._ever_ready = False
+        self._closed = asyncio.Event()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start ``min_size`` workers at once (each with its handshake); returns at once."""
+        if self._supervisor is not None:
+            return
+        for index in range(self.config.min_size):
+            self._slots.append(Slot(index, self.config.memory_limit))
+        for slot in self._slots:
+            self._spawn(slot)
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"pool {self.name} supervisor")
+
+    async def wait_ready(self, timeout: float | None = None) -> PoolInfo:
+        """Until every slot has a ready worker, or every first start is over with at least one
+        ready (the failed ones retry with backoff). ``PoolFailed`` when none could start."""
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._changed:
+                    await self._changed.wait_for(self._settled)
+        except TimeoutError:
+            ready = sum(1 for s in self._slots if s.worker and s.worker.ready)
+            raise DeadlineExceeded(
+                f"pool {self.name!r}: {ready} of {len(self._slots)} workers ready after {timeout:g} s"
+            ) from None
+        if self.failure is not None:
+            raise self.failure
+        return self.info()
+
+    def _settled(self) -> bool:
+        if self.failure is not None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
+            return True
+        live = [s for s in self._slots if not s.removed]
+        if all(s.worker is not None and s.worker.ready for s in live):
+            return True
+        return all(s.attempted for s in live) and any(s.worker is not None and s.worker.ready for s in live)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Refuse new calls, let running ones finish for ``grace`` seconds, then kill what is
+        left. Queued callers get ``Unavailable``. Safe twice."""
+        if self.state is PoolState.CLOSED:
+            return
+        if self.state is PoolState.CLOSING:
+            await self._closed.wait()
+            return
+        self.state = PoolState.CLOSING
+        grace = self.config.cancel_grace if grace is None else grace
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(Unavailable(f"pool {self.name!r} is being deleted"))
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for task in list(self._starting):
+            task.cancel()
+        workers = [s.worker for s in self._slots if s.worker is not None] + list(self._draining)
+        await asyncio.gather(*(w.close(grace) for w in workers), return_exceptions=True)
+        self.sessions.clear()
+        self.log.close()
+        self.state = PoolState.CLOSED
+        self._closed.set()
+        await self._notify()
+
+    async def __aenter__(self) -> Pool:
+        await self.start()
+        await self.wait_ready(self.config.startup_timeout + 5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- workers ----------------------------------------------------------------------------
+
+    def _spawn(self, slot: Slot) -> None:
+        launch = WorkerLaunch(
+            python=self.python,
+            handler=self.config.handler,
+            init=self.config.init,
+            init_args=self.config.init_args,
+            concurrency=self.config.concurrency,
+            env=self._env,
+            cwd=self.config.cwd or None,
+            run_dir=self._run_dir,
+            memory_limit=slot.memory_limit,
+            label=f"worker.{self.name}",
+        )
+        worker = WorkerProcess(launch, self.log, slot=slot.index, on_call_done=self._dispatch, on_exit=self._exited)
+        worker.cancel_grace = self.config.cancel_grace
+        slot.worker = worker
+        task = asyncio.create_task(self._bring_up(slot, worker), name=f"pool {self.name} worker {slot.index}")
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+
+    async def _bring_up(self, slot: Slot, worker: WorkerProcess) -> None:
+        started = time.monotonic()
+        try:
+            await worker.start()
+            self.log.add(slot.index, worker.pid, "envplane", f"worker {slot.index} started (pid {worker.pid})")
+            ready = await worker.wait_ready(self.config.startup_timeout)
+        except WorkerCrashed as exc:
+            self._start_failed(slot, exc)
+            return
+        except OSError as exc:  # the interpreter cannot be run at all
+            slot.attempted = True
+            if slot.worker is worker:
+                slot.worker = None
+            self._start_failed(slot, WorkerCrashed(f"cannot start {self.python}: {exc.strerror or exc}"))
+            return
+        slot.attempted = True
+        self.commands = ready.commands
+        self._ever_ready = True
+        if self.state is PoolState.STARTING:
+            self.state = PoolState.READY
+        self.observer.worker_ready(self, slot.index, worker.pid, time.monotonic() - started)
+        self._dispatch(worker)
+        await self._notify()
+
+    def _start_failed(self, slot: Slot, exc: WorkerCrashed) -> None:
+        slot.attempted = True
+        slot.last_exit = exc.message
+        if (
+            not self._ever_ready
+            and all(s.attempted for s in self._slots)
+            and not any(s.worker is not None and s.worker.ready for s in self._slots)
+        ):
+            self.failure = PoolFailed(
+                f"pool {self.name!r}: no worker could start: {exc.message}",
+                detail=exc.detail,
+            )
+            self.state = PoolState.FAILED
+            self.observer.pool_failed(self, self.failure.message)
+            while self._queue:
+                waiter = self._queue.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_exception(self.failure)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    def _exited(self, worker: WorkerProcess) -> None:
+        """A worker process ended (whatever the reason): fail nothing twice, restart the slot."""
+        description = worker.describe_exit()
+        self.log.add(worker.slot, worker.pid, "envplane", f"worker {worker.slot} (pid {worker.pid}) {description}")
+        lost = self.sessions.lose(worker, f"its worker (pid {worker.pid}) {description}")
+        self._draining.discard(worker)
+        slot = next((s for s in self._slots if s.worker is worker), None)
+        if slot is None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
+            return
+        slot.worker = None
+        slot.last_exit = description
+        if slot.removed:
+            self._slots.remove(slot)
+            return
+        self.observer.worker_exited(self, slot.index, worker.pid, worker.exit_cause or "crash", lost)
+        if self.state is PoolState.FAILED:
+            return
+        if worker.ready_at and time.time() - worker.ready_at > STABLE_SECONDS:
+            slot.crashes_in_a_row = 0
+        slot.crashes_in_a_row += 1
+        delay = min(self.config.restart_backoff * 2 ** (slot.crashes_in_a_row - 1), self.config.max_restart_backoff)
+        slot.next_start = time.monotonic() + delay * random.uniform(0.8, 1.2)
+        # Strict waiters for this worker's sessions can never be served now.
+        for waiter in list(self._queue):
+            if waiter.only is worker and not waiter.future.done():
+                self._queue.remove(waiter)
+                waiter.future.set_exception(worker.crash_error())
+
+    def _recycle(self, worker: WorkerProcess, why: str) -> None:
+        """Replace ``worker`` now; it finishes its calls, then exits (its sessions are lost)."""
+        slot = next((s for s in self._slots if s.worker is worker), None)
+        if slot is None or worker.state is WorkerState.DRAINING:
+            return
+        worker.exit_cause = f"recycled: {why}"
+        worker.state = WorkerState.DRAINING
+        self._draining.add(worker)
+        self.sessions.lose(worker, f"its worker (pid {worker.pid}) was recycled: {why}")
+        self.observer.worker_exited(self, slot.index, worker.pid, "recycled", 0)
+        worker.stop_gracefully()
+        slot.worker = None
+        slot.last_exit = worker.exit_cause
+        slot.restarts += 1
+        if not slot.removed:
+            self._spawn(slot)
+        else:
+            self._slots.remove(slot)
+
+    # ---- routing -----------------------------------------------------------------------------
+
+    def _can_take(self, worker: WorkerProcess | None) -> bool:
+        return (
+            worker is not None
+            and worker.state in (WorkerState.IDLE, WorkerState.BUSY)
+            and worker.inflight < self.config.concurrency
+        )
+
+    def _free_worker(self, prefer: WorkerProcess | None = None) -> WorkerProcess | None:
+        if self._can_take(prefer):
+            return prefer
+        best: WorkerProcess | None = None
+        for slot in self._slots:
+            worker = slot.worker
+            if self._can_take(worker) and (best is None or worker.inflight < best.inflight):  # type: ignore[union-attr]
+                best = worker
+                if not best.inflight:  # type: ignore[union-attr]
+                    break
+        return best
+
+    def _dispatch(self, worker: WorkerProcess) -> None:
+        """A slot of ``worker`` freed (or it got ready): hand it to the first waiter it can serve."""
+        if worker.state not in (WorkerState.IDLE, WorkerState.BUSY):
+            return
+        limit = self.config.max_calls
+        if limit and worker.calls_served >= limit:
+            self._recycle(worker, f"served {worker.calls_served} calls (max_calls {limit})")
+            return
+        queue = self._queue
+        while queue and self._can_take(worker):
+            chosen = None
+            for waiter in queue:
+                if (waiter.only is None or waiter.only is worker) and (
+                    waiter.only_slot is None or waiter.only_slot.worker is worker
+                ):
+                    chosen = waiter
+                    break
+            if chosen is None:
+                return
+            queue.remove(chosen)
+            if chosen.future.done():
+                continue
+            worker.reserve()
+            chosen.future.set_result(worker)
+
+    async def _acquire(
+        self, session_id: str | None, deadline: float | None, only_slot: Slot | None = None
+    ) -> WorkerProcess:
+        if self.failure is not None:
+            raise self.failure
+        if self.state in (PoolState.CLOSING, PoolState.CLOSED):
+            raise Unavailable(f"pool {self.name!r} is being deleted")
+        only: WorkerProcess | None = None
+        prefer: WorkerProcess | None = None
+        if session_id is not None:
+            session = self.sessions.find(session_id)
+            if session is None:
+                self.sessions.check_room()
+            elif self.config.affinity == "hint":
+                prefer = session.worker
+            else:
+                only = session.worker
+                if self.config.affinity == "strict_fail_fast" and not self._can_take(only):
+                    raise ResourceExhausted(
+                        f"session {session_id!r}: its worker (pid {only.pid}) is busy (affinity strict_fail_fast)"
+                    )
+        if only_slot is not None:
+            worker = only_slot.worker if self._can_take(only_slot.worker) else None
+        elif only is not None:
+            worker = only if self._can_take(only) else None
+        else:
+            worker = self._free_worker(prefer) if not self._queue else None
+        if worker is None:
+            worker = await self._wait_in_queue(
+                _Waiter(asyncio.get_running_loop().create_future(), only, only_slot), deadline
+            )
+        else:
+            worker.reserve()
+        if session_id is not None:
+            self.sessions.bind(session_id, worker)
+        return worker
+
+    async def _wait_in_queue(self, waiter: _Waiter, deadline: float | None) -> WorkerProcess:
+        if len(self._queue) >= self.config.max_queue:
+            self.observer.call_rejected(self, "queue_full")
+            raise ResourceExhausted(
+                f"pool {self.name!r}: its queue is full ({self.config.max_queue} calls waiting for "
+                f"{len(self._slots)} worker(s)); retry later, or raise max_queue or max_size"
+            )
+        self._queue.append(waiter)
+        self._grow()
+        loop = asyncio.get_running_loop()
+        wait = self.config.queue_timeout
+        by_deadline = deadline is not None and deadline - loop.time() < wait
+        if deadline is not None:
+            wait = min(wait, deadline - loop.time())
+        try:
+            async with asyncio.timeout(max(wait, 0)):
+                return await waiter.future
+        except TimeoutError:
+            self._forget(waiter)
+            self.observer.call_rejected(self, "queue_timeout")
+            why = "the call's timeout" if by_deadline else f"queue_timeout ({self.config.queue_timeout:g} s)"
+            raise DeadlineExceeded(
+                f"pool {self.name!r}: waited {loop.time() - waiter.queued_at:.3g} s in the queue behind busy "
+                f"workers and gave up at {why}; {len(self._queue)} call(s) still queued"
+            ) from None
+        except BaseException:
+            self._forget(waiter)
+            raise
+
+    def _forget(self, waiter: _Waiter) -> None:
+        with contextlib.suppress(ValueError):
+            self._queue.remove(waiter)
+        future = waiter.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            future.result().unreserve()  # it was handed a worker just as it gave up
+        elif not future.done():
+            future.cancel()
+
+    def _grow(self) -> None:
+        """Calls queue: add a worker if the pool may grow and none is already starting."""
+        live = [s for s in self._slots if not s.removed]
+        if len(live) >= self.config.max_size or self.failure is not None:
+            return
+        if any(s.worker is not None and s.worker.state is WorkerState.STARTING for s in live):
+            return
+        used = {s.index for s in self._slots}
+        slot = Slot(next(i for i in range(len(used) + 1) if i not in used), self.config.memory_limit)
+        self._slots.append(slot)
+        self._spawn(slot)
+
+    # ---- calls ---------------------------------------------------------------------------------
+
+    async def _known(self, command: str, deadline: float | None, *, stream: bool) -> None:
+        check_command_name(command)
+        if not self.commands and self.failure is None:
+            remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0)
+            await self.wait_ready(remaining)
+        if self.failure is not None:
+            raise self.failure
+        info = self.commands.get(command)
+        if info is None:
+            names = ", ".join(sorted(self.commands)) or "none"
+            raise NotFound(f"pool {self.name!r} has no command {command!r}; its handler's commands: {names}")
+        streams = info["kind"] in ("generator", "async_generator")
+        if streams and not stream:
+            raise InvalidArgument(f"{command!r} is a generator: call it with execute_stream")
+        if stream and not streams:
+            raise InvalidArgument(f"{command!r} returns one value: call it with execute, not execute_stream")
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        if timeout is None or timeout == 0:
+            return None
+        if not timeout > 0:
+            raise InvalidArgument(f"timeout must be above 0 seconds, got {timeout}")
+        return asyncio.get_running_loop().time() + timeout
+
+    async def execute(
+        self,
+        command: str,
+        args: Any = None,
+        *,
+        timeout: float | None = None,
+        session: str | None = None,
+        use_pickle: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """Run ``command`` with ``args`` (an object: keyword arguments; an array: positional)
+        on a worker. Raises ``CommandError`` if the handler raised, ``WorkerCrashed`` /
+        ``WorkerOutOfMemory`` if its worker died under it, ``DeadlineExceeded`` past ``timeout``
+        (the command is then cancelled)."""
+        deadline = self._deadline(timeout)
+        if session is not None:
+            check_session_id(session)
+        await self._known(command, deadline, stream=False)
+        codec = bootstrap.PICKLE if use_pickle else bootstrap.JSON
+        started = time.monotonic()
+        retry_crash = idempotent or command in self.config.idempotent
+        only_slot: Slot | None = None
+        outcome = "error"
+        try:
+            while True:
+                worker = await self._acquire(session, deadline, only_slot)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        value = await worker.call(command, args, session=session, codec=codec)
+                    outcome = "ok"
+                    return value
+                except TimeoutError:
+                    outcome = "timeout"
+                    raise DeadlineExceeded(
+                        f"{command!r} ran past its timeout of {timeout:g} s and was cancelled"
+                    ) from None
+                except WorkerOutOfMemory as exc:
+                    outcome = "oom"
+                    if only_slot is not None:
+                        exc.message += " (this was the one retry, with the grown limit)"
+                        raise
+                    only_slot = self._grown_slot(worker, exc) if session is None else None
+                    if only_slot is None:
+                        raise
+                except WorkerCrashed:
+                    outcome = "crashed"
+                    if not retry_crash or session is not None:
+                        raise
+                    retry_crash = False
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.observer.call_finished(self, command, outcome, time.monotonic() - started)
+
+    def _grown_slot(self, worker: WorkerProcess, exc: WorkerOutOfMemory) -> Slot | None:
+        """retry_on_oom: restart the worker's slot at once with its limit grown (up to the cap)
+        and return it, so the call reruns there; None when retrying is off or the cap is hit."""
+        if not self.config.retry_on_oom:
+            return None
+        slot = next((s for s in self._slots if s.index == worker.slot and not s.removed), None)
+        grown = min(int(worker.memory_limit * self.config.oom_growth), self.config.oom_ceiling)
+        if slot is None or grown <= worker.memory_limit:
+            exc.message += f" (not retried: the limit is at its cap of {self.config.oom_ceiling / 2**20:.1f} MiB)"
+            return None
+        slot.memory_limit = max(slot.memory_limit, grown)
+        if slot.worker is None:
+            slot.next_start = 0.0
+            slot.restarts += 1
+            self._spawn(slot)
+        return slot
+
+    async def execute_stream(
+        self,
+        command: str,
+        args: Any = None,
+        *,
+        timeout: float | None = None,
+        session: str | None = None,
+        use_pickle: bool = False,
+    ) -> AsyncIterator[Any]:
+        """The values a generator command yields, as it yields them. Closing the iterator
+        early (or ``timeout``) cancels the command in the worker."""
+        deadline = self._deadline(timeout)
+        if session is not None:
+            check_session_id(session)
+        await self._known(command, deadline, stream=True)
+        codec = bootstrap.PICKLE if use_pickle else bootstrap.JSON
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            worker = await self._acquire(session, deadline)
+            stream = worker.stream(command, args, session=session, codec=codec)
+            try:
+                async with contextlib.aclosing(stream):
+                    while True:
+                        try:
+                            async with asyncio.timeout_at(deadline):
+                                item = await anext(stream)
+                        except StopAsyncIteration:
+                            break
+                        yield item
+                outcome = "ok"
+            except TimeoutError:
+                outcome = "timeout"
+                raise DeadlineExceeded(
+                    f"{command!r} streamed past its timeout of {timeout:g} s and was cancelled"
+                ) from None
+            except WorkerOutOfMemory:
+                outcome = "oom"
+                raise
+            except WorkerCrashed:
+                outcome = "crashed"
+                raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"
+            raise
+        finally:
+            self.observer.call_finished(self, command, outcome, time.monotonic() - started)
+
+    async def end_session(self, session_id: str) -> bool:
+        """Forget a session and drop its state in its worker; False if there was none."""
+        session = self.sessions.drop(check_session_id(session_id))
+        if session is None:
+            return False
+        if session.worker.alive:
+            session.worker.drop_session(session_id)
+        return True
+
+    # ---- size ------------------------------------------------------------------------------
+
+    async def scale(self, min_size: int, max_size: int = 0) -> PoolInfo:
+        """New bounds: missing workers start at once, extra ones finish their calls and stop."""
+        config = self.config.replace(min_size=min_size, max_size=max_size)
+        self.config = config
+        live = [s for s in self._slots if not s.removed]
+        for _ in range(config.min_size - len(live)):
+            used = {s.index for s in self._slots}
+            slot = Slot(next(i for i in range(len(used) + 1) if i not in used), config.memory_limit)
+            self._slots.append(slot)
+            self._spawn(slot)
+        extra = sorted(live, key=lambda s: (s.worker is not None and s.worker.inflight, -s.index))
+        for slot in extra[: max(len(live) - config.max_size, 0)]:
+            self._remove(slot, f"scaled down to max_size {config.max_size}")
+        await self._notify()
+        return self.info()
+
+    def _remove(self, slot: Slot, why: str) -> None:
+        slot.removed = True
+        worker = slot.worker
+        if worker is None:
+            self._slots.remove(slot)
+            return
+        worker.exit_cause = why
+        if worker.state is WorkerState.STARTING:
+            worker.kill(why)
+            return
+        worker.state = WorkerState.DRAINING
+        self.sessions.lose(worker, f"its worker (pid {worker.pid}) stopped: {why}")
+        worker.stop_gracefully()
+
+    # ---- supervision -------------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        config = self.config
+        tick = 0.1 if (config.memory_limit or config.max_rss) else 0.25
+        last_beat = last_slow = time.monotonic()
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            try:
+                self._watch_memory()
+                if now - last_beat >= self.config.heartbeat_interval:
+                    last_beat = now
+                    self._heartbeat(now)
+                if now - last_slow >= 1.0:
+                    last_slow = now
+                    self._slow_checks()
+                self._restart_due(now)
+            except Exception:
+                logger.exception("pool %s: supervisor check failed", self.name)
+
+    def _workers(self) -> list[WorkerProcess]:
+        return [s.worker for s in self._slots if s.worker is not None and s.worker.alive] + list(self._draining)
+
+    def _watch_memory(self) -> None:
+        config = self.config
+        if not (config.memory_limit or config.max_rss):
+            return
+        for worker in self._workers():
+            current = worker.sample_memory()
+            if worker.memory_limit and current > worker.memory_limit:
+                worker.peak_rss = max(worker.peak_rss, current)
+                worker.kill("out of memory")
+            elif config.max_rss and current > config.max_rss and worker.state is WorkerState.IDLE:
+                self._recycle(worker, f"RSS {current} bytes above max_rss {config.max_rss}")
+
+    def _heartbeat(self, now: float) -> None:
+        timeout = self.config.heartbeat_timeout
+        for worker in self._workers():
+            if worker.ready is None:
+                continue
+            silent = now - worker.last_pong
+            if silent > timeout:
+                worker.kill(f"stopped answering heartbeats for {silent:.1f} s")
+            else:
+                worker.ping()
+
+    def _slow_checks(self) -> None:
+        config = self.config
+        for session in self.sessions.expire():
+            if session.worker.alive:
+                session.worker.drop_session(session.id)
+        now = time.time()
+        live = [s for s in self._slots if not s.removed]
+        for slot in live:
+            worker = slot.worker
+            if worker is None or worker.ready is None:
+                continue
+            if config.ttl and now - worker.ready_at > config.ttl:
+                self._recycle(worker, f"lived past its ttl of {config.ttl:g} s")
+        idle = [
+            s
+            for s in live
+            if s.worker is not None
+            and s.worker.state is WorkerState.IDLE
+            and not self._queue
+            and now - max(s.worker.ready_at, s.worker.last_call_end) > config.idle_timeout
+        ]
+        for slot in idle[: max(len(live) - config.min_size, 0)]:
+            self._remove(slot, f"idle for {config.idle_timeout:g} s above min_size {config.min_size}")
+
+    def _restart_due(self, now: float) -> None:
+        if self.failure is not None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
+            return
+        for slot in self._slots:
+            if slot.worker is None and not slot.removed and now >= slot.next_start:
+                slot.restarts += 1
+                self._spawn(slot)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ---- views -------------------------------------------------------------------------------
+
+    def info(self) -> PoolInfo:
+        now = time.time()
+        workers = []
+        for slot in sorted(self._slots, key=lambda s: s.index):
+            worker = slot.worker
+            current = worker.current_call() if worker is not None else None
+            workers.append(
+                WorkerInfo(
+                    slot=slot.index,
+                    pid=worker.pid if worker is not None else 0,
+                    state=worker.state.value if worker is not None else "restarting",
+                    calls_served=worker.calls_served if worker is not None else 0,
+                    current_command=current.command if current is not None else "",
+                    current_seconds=time.monotonic() - current.started if current is not None else 0.0,
+                    rss=worker.sample_memory() if worker is not None else 0,
+                    peak_rss=worker.peak_rss if worker is not None else 0,
+                    uptime=now - worker.started_at if worker is not None else 0.0,
+                    restarts=slot.restarts,
+                    last_exit=slot.last_exit,
+                    memory_limit=slot.memory_limit,
+                )
+            )
+        return PoolInfo(
+            name=self.name,
+            state=self.state,
+            config=self.config,
+            python=self.python,
+            workers=workers,
+            queued=len(self._queue),
+            sessions=len(self.sessions),
+            commands=dict(self.commands),
+            error=self.failure.message if self.failure else "",
+            error_detail=self.failure.detail if self.failure else "",
+        )
+
+    def worker_states(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for worker in self._workers():
+            counts[worker.state.value] = counts.get(worker.state.value, 0) + 1
+        return counts
+
+
+PoolFactory = Callable[..., Pool]

@@ -1,0 +1,533 @@
+"""One worker process, seen from the pool: start-up handshake, calls over the channel, death.
+
+The worker runs ``bootstrap.py`` with the env's interpreter in a process group of its own,
+recorded under ``run/`` like uv (so a restarted daemon kills what a dead one left). Replies are
+parsed in the pipe's ``data_received`` callback and resolve the caller's future directly, so a
+call costs one write and one read. A call's slot is held until the *worker* says the call is
+over, not until the caller stops waiting: a cancelled call keeps its slot until its command
+stopped (or the worker is recycled after the grace), so the next caller never shares a worker
+with a command still running, and a late result is dropped, never delivered to anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from envplane.core.processes import forget_group, record_group
+from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
+from envplane.workers.service import bootstrap
+from envplane.workers.service.config import THREAD_VARIABLES
+from envplane.workers.service.logs import PoolLog
+from envplane.workers.service.memory import peak_rss, rss
+
+LOADER = "import sys;p=sys.argv[1];exec(compile(open(p).read(),p,'exec'),{'__name__':'__envplane_worker__'})"
+BOOTSTRAP = Path(bootstrap.__file__)
+CREDIT_BATCH = bootstrap.STREAM_WINDOW // 2
+
+
+class WorkerState(StrEnum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DRAINING = "draining"  # finishing its calls before a recycle or a scale-down
+    EXITED = "exited"
+
+
+@dataclass
+class WorkerLaunch:
+    """Everything one worker process is started with."""
+
+    python: str
+    handler: str
+    init: str
+    init_args: Any
+    concurrency: int
+    env: Mapping[str, str]
+    cwd: str | None
+    run_dir: Path | None
+    memory_limit: int
+    label: str
+
+
+@dataclass
+class Call:
+    id: int
+    command: str
+    session: str | None
+    started: float
+    future: asyncio.Future[Any] | None = None  # unary calls
+    chunks: asyncio.Queue[Any] | None = None  # streams: values, then _END or an exception
+    consumed: int = 0
+    abandoned: bool = False
+
+
+_END = object()
+
+
+@dataclass
+class Ready:
+    """The worker's handshake."""
+
+    pid: int
+    python: str
+    executable: str
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class _Replies(asyncio.Protocol):
+    """Frames from the worker, parsed as they arrive."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        header = bootstrap.HEADER
+        offset = 0
+        while len(buffer) - offset >= header.size:
+            size, codec = header.unpack_from(buffer, offset)
+            end = offset + header.size + size
+            if len(buffer) < end:
+                break
+            payload = bytes(buffer[offset + header.size : end])
+            offset = end
+            self.worker.on_message(bootstrap.decode(codec, payload))
+        if offset:
+            del buffer[:offset]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.on_channel_closed()
+
+
+class WorkerProcess:
+    """A running worker and its calls. The pool decides *which* worker runs a call; this class
+    runs it and reports the end of every call (``on_call_done``) and of the worker (``on_exit``)."""
+
+    def __init__(
+        self,
+        launch: WorkerLaunch,
+        log: PoolLog,
+        *,
+        slot: int,
+        on_call_done: Callable[[WorkerProcess], None],
+        on_exit: Callable[[WorkerProcess], None],
+    ) -> None:
+        self.launch = launch
+        self.log = log
+        self.slot = slot
+        self.memory_limit = launch.memory_limit
+        self.state = WorkerState.STARTING
+        self.pid = 0
+        self.ready: Ready | None = None
+        self.started_at = time.time()
+        self.ready_at = 0.0
+        self.calls_served = 0
+        self.last_call_end = 0.0  # wall clock, for the idle scale-down
+        self.inflight = 0  # calls holding a slot: from reservation to the worker's last frame
+        self.calls: dict[int, Call] = {}
+        self.exit_code: int | None = None
+        self.exit_cause = ""  # set by whoever kills it (out of memory, heartbeat, recycle)
+        self.peak_rss = 0
+        self.last_pong = time.monotonic()
+        self.init_error: dict[str, str] | None = None
+        self._on_call_done = on_call_done
+        self._on_exit = on_exit
+        self._ids = itertools.count(1)
+        self._ping = itertools.count(1)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._calls_out: asyncio.WriteTransport | None = None
+        self._control_out: asyncio.WriteTransport | None = None
+        self._replies_in: asyncio.ReadTransport | None = None
+        self._ready = asyncio.get_running_loop().create_future()
+        self._exited = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._marker: Path | None = None
+
+    # ---- start and stop -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Spawn the process; ``wait_ready`` waits for its handshake."""
+        launch = self.launch
+        calls_r, calls_w = os.pipe()
+        control_r, control_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        child_ends = (calls_r, control_r, replies_w)
+        spec = {
+            "handler": launch.handler,
+            "init": launch.init,
+            "init_args": launch.init_args,
+            "concurrency": launch.concurrency,
+            "parent": os.getpid(),
+        }
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                launch.python,
+                "-c",
+                LOADER,
+                str(BOOTSTRAP),
+                ",".join(map(str, child_ends)),
+                json.dumps(spec),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=child_ends,
+                start_new_session=True,
+                env=dict(launch.env),
+                cwd=launch.cwd or None,
+            )
+        except BaseException:
+            for fd in (*child_ends, calls_w, control_w, replies_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_ends:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.pid = self._proc.pid
+        if launch.run_dir is not None:
+            self._marker = record_group(launch.run_dir, launch.label, self.pid)
+        loop = asyncio.get_running_loop()
+        self._calls_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(calls_w, "wb", buffering=0))
+        self._control_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(control_w, "wb", buffering=0))
+        self._replies_in, _ = await loop.connect_read_pipe(
+            lambda: _Replies(self), os.fdopen(replies_r, "rb", buffering=0)
+        )
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        self._tasks = [
+            asyncio.create_task(self._pump(self._proc.stdout, "stdout")),
+            asyncio.create_task(self._pump(self._proc.stderr, "stderr")),
+            asyncio.create_task(self._watch()),
+        ]
+
+    async def wait_ready(self, timeout: float) -> Ready:
+        """The handshake, or the reason there is none (raised as WorkerCrashed)."""
+        waiter = asyncio.ensure_future(asyncio.shield(self._ready))
+        exited = asyncio.ensure_future(self._exited.wait())
+        try:
+            done, _ = await asyncio.wait({waiter, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if waiter in done:
+            return waiter.result()  # type: ignore[no-any-return]
+        waiter.cancel()
+        if not self._exited.is_set():
+            self.kill(f"not ready within {timeout:g} s")
+            await self.wait_exited(5)
+        raise self.start_failure()
+
+    def start_failure(self) -> WorkerCrashed:
+        if self.init_error is not None:
+            error = self.init_error
+            headline = f"the handler {self.launch.handler!r} failed to load: {error['type']}: {error['message']}"
+        else:
+            headline = f"the worker {self.describe_exit()} before it was ready"
+        return WorkerCrashed(headline, cause=self.describe_exit(), detail=self.log.tail_text(self.slot, self.pid))
+
+    def kill(self, cause: str) -> None:
+        """SIGKILL the worker's process group; ``cause`` names why in every report."""
+        if not self.exit_cause:
+            self.exit_cause = cause
+        if self.exit_code is None and self.pid:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+
+    def stop_gracefully(self) -> None:
+        """Ask the worker to exit once its calls are done (a recycle, a scale-down)."""
+        if self._calls_out is not None and not self._calls_out.is_closing():
+            self._calls_out.write(bootstrap.encode({"op": "stop"}))
+
+    async def wait_exited(self, timeout: float | None = None) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._exited.wait()
+        return self._exited.is_set()
+
+    async def close(self, grace: float) -> None:
+        """Let running calls finish for ``grace`` seconds, then kill; reaped when this returns."""
+        if self.exit_code is None:
+            self.stop_gracefully()
+            if not await self.wait_exited(grace):
+                self.kill("stopped: its calls did not finish within the grace period")
+        await self.wait_exited(10)
+        for task in self._tasks:
+            await asyncio.wait([task], timeout=1)
+
+    @property
+    def alive(self) -> bool:
+        return self.exit_code is None
+
+    def describe_exit(self) -> str:
+        code = self.exit_code
+        if code is None:
+            return "is running"
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return f"{how} ({self.exit_cause})" if self.exit_cause else how
+
+    async def _watch(self) -> None:
+        assert self._proc is not None
+        code = await self._proc.wait()
+        self.exit_code = code
+        self.state = WorkerState.EXITED
+        # The group may hold the handler's children: they go with the worker.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self._marker is not None:
+            forget_group(self._marker)
+        for transport in (self._calls_out, self._control_out):
+            if transport is not None:
+                transport.close()
+        self._fail_calls()
+        self._exited.set()
+        if not self._ready.done():
+            self._ready.set_exception(self.start_failure())
+            self._ready.exception()  # retrieved: wait_ready reads it from start_failure()
+        self._on_exit(self)
+
+    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
+        with contextlib.suppress(ValueError, ConnectionError):
+            while line := await stream.readline():
+                self.log.add(self.slot, self.pid, name, line)
+
+    # ---- the channel ----------------------------------------------------------------------
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "pong":
+            self.last_pong = time.monotonic()
+            return
+        call = self.calls.get(message.get("id", 0))
+        if op == "chunk":
+            if call is not None and call.chunks is not None and not call.abandoned:
+                call.chunks.put_nowait(message["value"])
+            return
+        if op in ("result", "error", "end"):
+            if call is None:
+                return
+            del self.calls[call.id]
+            self.calls_served += 1
+            self.inflight -= 1
+            self.last_call_end = time.time()
+            if not call.abandoned:
+                if op == "error":
+                    outcome: Any = _command_error(message["error"], call.command)
+                elif op == "result":
+                    outcome = message["value"]
+                else:
+                    outcome = _END
+                self._deliver(call, outcome)
+            self._refresh_state()
+            self._on_call_done(self)
+            return
+        if op == "ready":
+            self.ready = Ready(message["pid"], message["python"], message["executable"], message["commands"])
+            self.ready_at = time.time()
+            self.last_pong = time.monotonic()
+            self.state = WorkerState.IDLE
+            if not self._ready.done():
+                self._ready.set_result(self.ready)
+        elif op == "init_failed":
+            self.init_error = message["error"]
+
+    def on_channel_closed(self) -> None:
+        """The replies pipe closed: the worker is gone or going (``_watch`` reports the exit)."""
+
+    @staticmethod
+    def _deliver(call: Call, outcome: Any) -> None:
+        if call.future is not None:
+            if not call.future.done():
+                if isinstance(outcome, BaseException):
+                    call.future.set_exception(outcome)
+                else:
+                    call.future.set_result(outcome)
+        elif call.chunks is not None:
+            call.chunks.put_nowait(outcome)
+
+    def _fail_calls(self) -> None:
+        if not self.calls:
+            return
+        error = self.crash_error()
+        for call in self.calls.values():
+            if not call.abandoned:
+                self._deliver(call, error)
+        self.inflight -= len(self.calls)
+        self.calls.clear()
+
+    def crash_error(self) -> WorkerCrashed:
+        detail = self.log.tail_text(self.slot, self.pid)
+        if self.exit_cause == "out of memory":
+            peak = max(self.peak_rss, 0)
+            return WorkerOutOfMemory(
+                f"the worker (pid {self.pid}) passed its memory limit of {_mib(self.memory_limit)} during the call "
+                f"(peak RSS {_mib(peak)}) and was killed",
+                peak_rss=peak,
+                limit=self.memory_limit,
+                detail=detail,
+            )
+        return WorkerCrashed(
+            f"the worker (pid {self.pid}) running the call {self.describe_exit()}",
+            cause=self.describe_exit(),
+            detail=detail,
+        )
+
+    def _refresh_state(self) -> None:
+        if self.state in (WorkerState.IDLE, WorkerState.BUSY):
+            self.state = WorkerState.BUSY if self.inflight else WorkerState.IDLE
+
+    def reserve(self) -> None:
+        """Hold one of the worker's slots for a call the pool routed here."""
+        self.inflight += 1
+        self._refresh_state()
+
+    def unreserve(self) -> None:
+        """Give back a slot whose call was never sent."""
+        self.inflight -= 1
+        self._refresh_state()
+        self._on_call_done(self)
+
+    def _send(self, call: Call, command: str, args: Any, codec: int) -> None:
+        self.calls[call.id] = call
+        message = {"op": "call", "id": call.id, "cmd": command, "args": args, "session": call.session}
+        try:
+            frame = bootstrap.encode(message, codec)
+        except (TypeError, ValueError) as exc:
+            del self.calls[call.id]
+            self.unreserve()
+            raise InvalidArgument(f"the arguments of {command!r} cannot be sent to the worker: {exc}") from None
+        if self._calls_out is None or self._calls_out.is_closing() or not self.alive:
+            del self.calls[call.id]
+            self.unreserve()
+            raise self.crash_error()
+        self._calls_out.write(frame)
+
+    async def call(self, command: str, args: Any, *, session: str | None, codec: int) -> Any:
+        """Run one command (a slot is already reserved); cancel the caller to cancel it."""
+        call = Call(next(self._ids), command, session, time.monotonic())
+        call.future = asyncio.get_running_loop().create_future()
+        self._send(call, command, args, codec)
+        try:
+            return await call.future
+        except asyncio.CancelledError:
+            self.abandon(call)
+            raise
+
+    async def stream(self, command: str, args: Any, *, session: str | None, codec: int) -> AsyncGenerator[Any, None]:
+        """The chunks of a generator command as the worker yields them."""
+        call = Call(next(self._ids), command, session, time.monotonic())
+        call.chunks = asyncio.Queue()
+        self._send(call, command, args, codec)
+        finished = False
+        try:
+            while True:
+                item = await call.chunks.get()
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                call.consumed += 1
+                if call.consumed % CREDIT_BATCH == 0:
+                    self._control({"op": "credit", "id": call.id, "n": CREDIT_BATCH})
+                yield item
+        finally:
+            if not finished:
+                self.abandon(call)
+
+    def abandon(self, call: Call) -> None:
+        """The caller left (cancelled, timed out, closed the stream): stop the command, drop
+        whatever it still sends, and recycle the worker if it has not stopped after the grace."""
+        if call.id not in self.calls or call.abandoned:
+            return
+        call.abandoned = True
+        self._control({"op": "cancel", "id": call.id})
+        grace = self.cancel_grace
+        asyncio.get_running_loop().call_later(grace, self._check_stopped, call.id, grace)
+
+    cancel_grace = 2.0
+
+    def _check_stopped(self, call_id: int, grace: float) -> None:
+        if call_id in self.calls and self.alive:
+            self.kill(f"recycled: a cancelled call did not stop within {grace:g} s")
+
+    def _control(self, message: dict[str, Any]) -> None:
+        if self._control_out is not None and not self._control_out.is_closing():
+            self._control_out.write(bootstrap.encode(message))
+
+    def ping(self) -> None:
+        self._control({"op": "ping", "n": next(self._ping)})
+
+    def drop_session(self, session: str) -> None:
+        if self._calls_out is not None and not self._calls_out.is_closing():
+            self._calls_out.write(bootstrap.encode({"op": "drop_session", "session": session}))
+
+    # ---- what the pool reads ----------------------------------------------------------------
+
+    def sample_memory(self) -> int:
+        """Current RSS (bytes), remembering the peak."""
+        if not self.alive or not self.pid:
+            return 0
+        current = rss(self.pid)
+        self.peak_rss = max(self.peak_rss, current, peak_rss(self.pid))
+        return current
+
+    def current_call(self) -> Call | None:
+        live = [c for c in self.calls.values() if not c.abandoned]
+        return min(live, key=lambda c: c.started) if live else None
+
+
+def _command_error(error: Mapping[str, str], command: str) -> BaseException:
+    kind = error.get("type", "Exception")
+    if kind == "CallCancelled":
+        return asyncio.CancelledError()
+    return CommandError(
+        f"{command} raised {kind}: {error.get('message', '')}",
+        error_type=kind,
+        error_module=error.get("module", ""),
+        traceback=error.get("traceback", ""),
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def worker_environment(base: Mapping[str, str], python: str, extra: Mapping[str, str], threads: int) -> dict[str, str]:
+    """The worker's variables: the daemon's minus its own Python and uv settings, the env's
+    ``bin`` first on PATH, unbuffered output (logs arrive as printed), thread counts for the
+    numeric libraries (one each by default: N workers × all cores of threads is how pools
+    drown a machine), then the pool's own variables over all of it."""
+    env = {k: v for k, v in base.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON", "ENVPLANE_"))}
+    bin_dir = str(Path(python).parent)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    venv = Path(python).parent.parent
+    if (venv / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(venv)
+    env["PYTHONUNBUFFERED"] = "1"
+    for name in THREAD_VARIABLES:
+        env[name] = str(threads)
+    env.update(extra)
+    return env
+
+
+def default_python() -> str:
+    return sys.executable
