@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,7 +13,19 @@ import pytest
 from envplane.workers import Pool, PoolConfig
 from tests.workers.handlers import BASIC, write_handler
 
-TRANSPORTS = ["pipe"]
+TRANSPORTS = ["pipe", "grpc"]
+
+
+@pytest.fixture(scope="session")
+def foreign_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A venv on another interpreter than the tests' (Debian's python3.11 when present, else
+    this one), with nothing installed: no envplane, no grpcio."""
+    from uv import find_uv_bin
+
+    base = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
+    venv = tmp_path_factory.mktemp("foreign") / "venv"
+    subprocess.run([str(find_uv_bin()), "venv", "-q", str(venv), "--python", base], check=True)
+    return str(venv / "bin" / "python")
 
 
 @pytest.fixture

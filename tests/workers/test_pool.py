@@ -12,8 +12,6 @@ import pytest
 from envplane import errors
 from envplane.workers import PoolState
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_every_handler_kind(make_pool: Callable[..., Any]) -> None:
     pool = await make_pool(min_size=2, init_args={"greeting": "hey"})

@@ -17,8 +17,6 @@ from envplane import errors
 from envplane.workers import Pool, PoolConfig, PoolState
 from tests.workers.handlers import BAD_INIT, BROKEN, write_handler
 
-pytestmark = pytest.mark.asyncio
-
 
 async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
@@ -303,3 +301,18 @@ async def test_close_kills_workers_and_their_children(make_pool: Callable[..., A
             os.kill(pid, 0)
     with pytest.raises(errors.Unavailable, match="being deleted"):
         await pool.execute("echo", [1])
+
+
+async def test_threaded_function_is_recycled_async_one_cancelled_in_place(make_pool: Callable[..., Any]) -> None:
+    """Concurrency > 1 runs sync commands on threads, which cannot be interrupted safely: the
+    worker is recycled after the grace. An async command is cancelled where it awaits."""
+    pool = await make_pool(concurrency=2, cancel_grace=0.3)
+    [pid] = ready_pids(pool)
+    with pytest.raises(errors.DeadlineExceeded):
+        await pool.execute("slow_echo", [1, 30], timeout=0.2)
+    await asyncio.sleep(0.5)
+    assert ready_pids(pool) == [pid]
+    with pytest.raises(errors.DeadlineExceeded):
+        await pool.execute("sleep", [30], timeout=0.2)
+    await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != pid)
+    assert "did not stop within 0.3 s" in pool.info().workers[0].last_exit

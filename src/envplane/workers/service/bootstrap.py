@@ -119,7 +119,9 @@ class CallCancelled(BaseException):
 
 
 class Worker:
-    def __init__(self, calls_fd: int, control_fd: int, replies_fd: int, concurrency: int) -> None:
+    def __init__(
+        self, calls_fd: int, control_fd: int, replies_fd: int, concurrency: int, transport: str = "pipe"
+    ) -> None:
         self.calls_fd = calls_fd
         self.control_fd = control_fd
         self.replies_fd = replies_fd
@@ -137,15 +139,30 @@ class Worker:
         self.credits: dict[int, threading.Semaphore] = {}
         self.executor: Any = None
         self.interruptible = False  # the main thread runs handler code (see _on_sigint)
+        # Concurrency 1: the main thread runs each call itself (the fastest path), and a cancel
+        # interrupts even a blocking sleep. Otherwise an asyncio loop in the main thread runs
+        # async commands and hands sync ones to a thread pool, where a cancel stops a generator
+        # at its next chunk but cannot stop a function (the pool recycles the worker instead).
+        self.inline = concurrency == 1
+        self.inbox: Any = None  # grpc + inline: calls from the server's threads to the main thread
+        self.threaded: set[int] = set()  # calls running on the thread pool (not interruptible)
+        self.transport = transport
+        self.sinks: dict[int, Callable[[str, bytes], None]] = {}  # grpc: where a call's frames go
 
     # -- output
     def send(self, message: dict[str, Any], codec: int = JSON) -> None:
+        op = message.get("op")
         try:
             frame = encode(message, codec)
         except (TypeError, ValueError, pickle.PicklingError) as exc:
-            if message.get("op") not in ("result", "chunk"):
+            if op not in ("result", "chunk"):
                 raise
+            op = "error"
             frame = encode(self._error_message(message["id"], exc, unencodable=True))
+        sink = self.sinks.get(message.get("id", 0)) if self.sinks and op != "pong" else None
+        if sink is not None:  # a gRPC call's reply travels in its response
+            sink(str(op), frame)
+            return
         with self.write_lock:
             view = memoryview(frame)
             while view:
@@ -240,6 +257,8 @@ class Worker:
             credit = self.credits.get(call_id)
             if credit is not None:
                 credit.release()  # a stream waiting for credit notices at once
+            if call_id in self.threaded:
+                return  # see __init__: only a recycle stops a function on a thread
             task = self.tasks.get(call_id)
             if task is not None and self.loop is not None:
                 self.loop.call_soon_threadsafe(task.cancel)
@@ -365,15 +384,15 @@ class Worker:
                 await agen.aclose()
             self.send({"op": "end", "id": call_id})
         except asyncio.CancelledError:
-            if self.concurrency == 1:
+            if self.inline:
                 raise CallCancelled("the call was cancelled") from None
             self.send(self._error_message(call_id, CallCancelled("the call was cancelled")))
         except BaseException as exc:
-            if self.concurrency == 1:
+            if self.inline:
                 raise
             self.send(self._error_message(call_id, exc))
         finally:
-            if self.concurrency > 1:
+            if not self.inline:
                 with self.state_lock:
                     self.tasks.pop(call_id, None)
                     self.cancelled.discard(call_id)
@@ -388,13 +407,18 @@ class Worker:
             return fn(*args, **kwargs)
 
         assert self.loop is not None
-        return await self.loop.run_in_executor(self.executor, run)
+        with self.state_lock:
+            self.threaded.add(call_id)
+        try:
+            return await self.loop.run_in_executor(self.executor, run)
+        finally:
+            self.threaded.discard(call_id)
 
     def dispatch(self, codec: int, message: dict[str, Any]) -> bool:
         """Handle one message of the calls channel; False: stop serving."""
         op = message.get("op")
         if op == "call":
-            if self.concurrency == 1:
+            if self.inline:
                 self.run_inline(message, codec)
             else:
                 assert self.loop is not None
@@ -414,12 +438,27 @@ class Worker:
         return True
 
     def serve(self) -> None:
-        if self.concurrency == 1:
+        if self.inline:
             signal.signal(signal.SIGINT, self._on_sigint)
+            next_frame: Callable[[], Any] = lambda: read_frame(self.calls_fd)  # noqa: E731
+            if self.transport == "grpc":  # calls come from the server's threads, the rest by pipe
+                inbox = self.inbox
+
+                def read() -> None:
+                    while True:
+                        frame = read_frame(self.calls_fd)
+                        inbox.put(frame)
+                        if frame is None:
+                            return
+
+                threading.Thread(target=read, name="calls", daemon=True).start()
+                next_frame = inbox.get
             while True:
-                frame = read_frame(self.calls_fd)
+                frame = next_frame()
                 if frame is None or not self.dispatch(*frame):
-                    return
+                    break
+            if self.transport == "grpc":
+                self._grpc_server.stop(None)
         else:
             import concurrent.futures
 
@@ -439,6 +478,7 @@ class Worker:
                 loop.call_soon_threadsafe(done.set)
 
             threading.Thread(target=read, name="calls", daemon=True).start()
+            server = self.serve_grpc() if self.transport == "grpc" else None
 
             async def until_stopped() -> None:
                 await done.wait()
@@ -447,6 +487,79 @@ class Worker:
                     await asyncio.wait(pending)
 
             loop.run_until_complete(until_stopped())
+            if server is not None:
+                server.stop(None)
+
+    # -- the grpc transport: calls arrive as RPCs, their frames leave in the responses
+    grpc_port = 0
+
+    def start_grpc(self) -> int:
+        """Listen on an OS-assigned loopback port (never a collision); the handshake names it."""
+        try:
+            import grpc
+        except ImportError as exc:
+            raise ImportError(
+                "the grpc transport needs grpcio in the environment: add it (`envplane env add WF NODE grpcio`), "
+                "create the pool with add_grpcio=true, or use the pipe transport"
+            ) from exc
+        from concurrent import futures
+
+        self._grpc_server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.concurrency + 2, thread_name_prefix="grpc"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        handlers = {
+            "Call": grpc.unary_unary_rpc_method_handler(self._grpc_unary),
+            "Stream": grpc.unary_stream_rpc_method_handler(self._grpc_stream),
+        }
+        self._grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(GRPC_SERVICE, handlers),))
+        self.grpc_port = self._grpc_server.add_insecure_port("127.0.0.1:0")
+        self._loop()  # calls are handed to it from the server's threads
+        if self.inline:
+            import queue
+
+            self.inbox = queue.SimpleQueue()
+        self._grpc_server.start()  # before the handshake: the first call must find it serving
+        return self.grpc_port
+
+    def serve_grpc(self) -> Any:
+        return self._grpc_server
+
+    def _grpc_submit(self, request: bytes) -> tuple[int, Any]:
+        import queue
+
+        size, codec = HEADER.unpack_from(request)
+        message = decode(codec, request[HEADER.size :])
+        frames: Any = queue.SimpleQueue()
+        call_id = message["id"]
+        self.sinks[call_id] = lambda op, frame: frames.put((op, frame))
+        if self.inline:
+            self.inbox.put((codec, message))
+        else:
+            assert self.loop is not None
+            self.loop.call_soon_threadsafe(self.dispatch, codec, message)
+        return call_id, frames
+
+    def _grpc_unary(self, request: bytes, context: Any) -> bytes:
+        call_id, frames = self._grpc_submit(request)
+        try:
+            return frames.get()[1]  # type: ignore[no-any-return]
+        finally:
+            self.sinks.pop(call_id, None)
+
+    def _grpc_stream(self, request: bytes, context: Any) -> Any:
+        call_id, frames = self._grpc_submit(request)
+        try:
+            while True:
+                op, frame = frames.get()
+                yield frame
+                if op != "chunk":
+                    return
+        finally:
+            self.sinks.pop(call_id, None)
+
+
+GRPC_SERVICE = "envplane.worker.v1.Worker"
 
 
 def _kind(fn: Callable[..., Any]) -> str:
@@ -507,8 +620,10 @@ def main(argv: list[str]) -> None:
     calls_fd, control_fd, replies_fd = (int(v) for v in argv[0].split(","))
     spec = json.loads(argv[1])
     _watch_parent(int(spec.get("parent", 0)))
-    worker = Worker(calls_fd, control_fd, replies_fd, int(spec.get("concurrency", 1)))
+    transport = str(spec.get("transport", "pipe"))
+    worker = Worker(calls_fd, control_fd, replies_fd, int(spec.get("concurrency", 1)), transport)
     try:
+        port = worker.start_grpc() if transport == "grpc" else 0
         commands = worker.load(spec["handler"], spec.get("init", "init"), spec.get("init_args"))
     except BaseException as exc:
         traceback.print_exc()
@@ -523,6 +638,7 @@ def main(argv: list[str]) -> None:
             "python": sys.version.split()[0],
             "executable": sys.executable,
             "commands": commands,
+            "port": port,
         }
     )
     worker.serve()

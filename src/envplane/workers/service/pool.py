@@ -193,6 +193,7 @@ class Pool:
             run_dir=self._run_dir,
             memory_limit=slot.memory_limit,
             label=f"worker.{self.name}",
+            transport=self.config.transport,
         )
         worker = WorkerProcess(launch, self.log, slot=slot.index, on_call_done=self._dispatch, on_exit=self._exited)
         worker.cancel_grace = self.config.cancel_grace

@@ -29,6 +29,7 @@ from envplane.core.processes import forget_group, record_group
 from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
 from envplane.workers.service import bootstrap
 from envplane.workers.service.config import THREAD_VARIABLES
+from envplane.workers.service.grpc_channel import GrpcChannel
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.memory import peak_rss, rss
 
@@ -59,6 +60,7 @@ class WorkerLaunch:
     run_dir: Path | None
     memory_limit: int
     label: str
+    transport: str = "pipe"
 
 
 @dataclass
@@ -156,6 +158,7 @@ class WorkerProcess:
         self._exited = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._marker: Path | None = None
+        self._grpc: GrpcChannel | None = None
 
     # ---- start and stop -------------------------------------------------------------------
 
@@ -171,6 +174,7 @@ class WorkerProcess:
             "init": launch.init,
             "init_args": launch.init_args,
             "concurrency": launch.concurrency,
+            "transport": launch.transport,
             "parent": os.getpid(),
         }
         try:
@@ -296,6 +300,8 @@ class WorkerProcess:
         for transport in (self._calls_out, self._control_out):
             if transport is not None:
                 transport.close()
+        if self._grpc is not None:
+            await self._grpc.close()
         self._fail_calls()
         self._exited.set()
         if not self._ready.done():
@@ -340,6 +346,8 @@ class WorkerProcess:
             return
         if op == "ready":
             self.ready = Ready(message["pid"], message["python"], message["executable"], message["commands"])
+            if message.get("port"):
+                self._grpc = GrpcChannel(int(message["port"]))
             self.ready_at = time.time()
             self.last_pong = time.monotonic()
             self.state = WorkerState.IDLE
@@ -417,7 +425,33 @@ class WorkerProcess:
             del self.calls[call.id]
             self.unreserve()
             raise self.crash_error()
-        self._calls_out.write(frame)
+        if self._grpc is not None:
+            task = asyncio.get_running_loop().create_task(self._exchange(self._grpc, call, frame))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+        else:
+            self._calls_out.write(frame)
+
+    async def _exchange(self, channel: GrpcChannel, call: Call, frame: bytes) -> None:
+        """The grpc transport: one RPC per call; its response frames are handled as if they had
+        come over the pipe. Cancelling goes over the control pipe as for the pipe transport, so
+        the RPC runs to the command's last frame (the slot is freed by it, as always)."""
+        try:
+            if call.future is not None:
+                self.on_message(_unframe(await channel.call(frame)))
+            else:
+                async for reply in channel.stream(frame):
+                    self.on_message(_unframe(reply))
+        except Exception as exc:
+            # A dying worker breaks its RPCs first: let the exit report the real cause.
+            if await self.wait_exited(1.0) or call.id not in self.calls:
+                return
+            del self.calls[call.id]
+            self.inflight -= 1
+            if not call.abandoned:
+                self._deliver(call, WorkerCrashed(f"the gRPC call to the worker (pid {self.pid}) failed: {exc}"))
+            self._refresh_state()
+            self._on_call_done(self)
 
     async def call(self, command: str, args: Any, *, session: str | None, codec: int) -> Any:
         """Run one command (a slot is already reserved); cancel the caller to cancel it."""
@@ -493,6 +527,11 @@ class WorkerProcess:
     def current_call(self) -> Call | None:
         live = [c for c in self.calls.values() if not c.abandoned]
         return min(live, key=lambda c: c.started) if live else None
+
+
+def _unframe(frame: bytes) -> dict[str, Any]:
+    _, codec = bootstrap.HEADER.unpack_from(frame)
+    return bootstrap.decode(codec, frame[bootstrap.HEADER.size :])
 
 
 def _command_error(error: Mapping[str, str], command: str) -> BaseException:
