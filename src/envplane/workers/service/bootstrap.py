@@ -528,7 +528,7 @@ class Worker:
     def _grpc_submit(self, request: bytes) -> tuple[int, Any]:
         import queue
 
-        size, codec = HEADER.unpack_from(request)
+        _size, codec = HEADER.unpack_from(request)
         message = decode(codec, request[HEADER.size :])
         frames: Any = queue.SimpleQueue()
         call_id = message["id"]
