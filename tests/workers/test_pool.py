@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from envplane import errors
 from envplane.workers import PoolState
+from envplane.workers.service.worker import Pickled
 
 
 async def test_every_handler_kind(make_pool: Callable[..., Any]) -> None:
@@ -36,6 +38,9 @@ async def test_bytes_and_pickle_round_trip(make_pool: Callable[..., Any]) -> Non
     assert await pool.execute("echo", [{1, 2}], use_pickle=True) == {1, 2}  # a set: pickle only
     with pytest.raises(errors.InvalidArgument, match="cannot be sent"):
         await pool.execute("echo", [{1, 2}])
+    # What the daemon does: pickles pass through unopened, both ways.
+    passed = await pool.execute("echo", Pickled(pickle.dumps([{3}])))
+    assert isinstance(passed, Pickled) and pickle.loads(passed.data) == {3}
 
 
 async def test_handler_exception_is_typed_with_traceback(make_pool: Callable[..., Any]) -> None:

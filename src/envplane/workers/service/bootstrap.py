@@ -14,9 +14,10 @@ go to the worker's log and cannot corrupt it):
 * ``replies`` worker → parent: ``ready`` / ``init_failed``, ``result``, ``chunk``, ``end``,
   ``error``, ``pong`` (one lock, so frames never interleave).
 
-A frame is a 5-byte header (payload length, big-endian uint32; codec byte ``J`` or ``P``) and
-the payload: JSON where bytes are ``{"$bytes": "<base64>"}``, or a pickle when the caller opted
-into it. The worker dies with its channel: end of file on ``control`` (the pool closed it, or
+A frame is a 5-byte header (payload length, big-endian uint32; codec byte ``J``) and a JSON
+payload where bytes are ``{"$bytes": "<base64>"}``. A caller that opted into pickle sends
+``args_pickle`` and gets ``value_pickle`` back: bytes inside the JSON frame, so the parent
+never unpickles anything (a daemon must not run what a worker sends). The worker dies with its channel: end of file on ``control`` (the pool closed it, or
 the daemon died) kills its process group at once; a parent-death signal backs that up.
 """
 
@@ -66,15 +67,15 @@ _dumps = json.JSONEncoder(default=_tag, ensure_ascii=False, separators=(",", ":"
 _loads = json.JSONDecoder(object_hook=_untag).decode
 
 
-def encode(message: dict[str, Any], codec: int = JSON) -> bytes:
-    """One frame. ``codec`` PICKLE pickles the whole message (Python-to-Python callers)."""
-    payload = pickle.dumps(message, protocol=4) if codec == PICKLE else _dumps(message).encode()
-    return HEADER.pack(len(payload), codec) + payload
+def encode(message: dict[str, Any]) -> bytes:
+    """One frame."""
+    payload = _dumps(message).encode()
+    return HEADER.pack(len(payload), JSON) + payload
 
 
 def decode(codec: int, payload: bytes) -> dict[str, Any]:
-    if codec == PICKLE:
-        return pickle.loads(payload)  # type: ignore[no-any-return]
+    if codec != JSON:
+        raise ValueError(f"unknown frame codec {codec}")
     return _loads(payload.decode())  # type: ignore[no-any-return]
 
 
@@ -153,8 +154,11 @@ class Worker:
     def send(self, message: dict[str, Any], codec: int = JSON) -> None:
         op = message.get("op")
         try:
-            frame = encode(message, codec)
-        except (TypeError, ValueError, pickle.PicklingError) as exc:
+            if codec == PICKLE and "value" in message:
+                message = dict(message)
+                message["value_pickle"] = pickle.dumps(message.pop("value"), protocol=4)
+            frame = encode(message)
+        except (TypeError, ValueError, AttributeError, pickle.PicklingError) as exc:
             if op not in ("result", "chunk"):
                 raise
             op = "error"
@@ -288,7 +292,7 @@ class Worker:
     def prepare(self, message: dict[str, Any]) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
         name = message["cmd"]
         fn = self.commands[name]  # the parent checked the name against the handshake
-        args = message.get("args")
+        args = pickle.loads(message["args_pickle"]) if "args_pickle" in message else message.get("args")
         if isinstance(args, dict):
             positional: tuple[Any, ...] = ()
             keywords = dict(args)
@@ -417,6 +421,7 @@ class Worker:
     def dispatch(self, codec: int, message: dict[str, Any]) -> bool:
         """Handle one message of the calls channel; False: stop serving."""
         op = message.get("op")
+        codec = PICKLE if "args_pickle" in message else JSON  # how the reply carries its values
         if op == "call":
             if self.inline:
                 self.run_inline(message, codec)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pickle
 import random
 import time
 from collections import deque
@@ -39,13 +40,12 @@ from envplane.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
 )
-from envplane.workers.service import bootstrap
 from envplane.workers.service.config import PoolConfig, check_command_name
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.observer import NO_OBSERVER, PoolObserver
 from envplane.workers.service.sessions import Sessions, check_session_id
 from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
-from envplane.workers.service.worker import WorkerLaunch, WorkerProcess, WorkerState, worker_environment
+from envplane.workers.service.worker import Pickled, WorkerLaunch, WorkerProcess, WorkerState, worker_environment
 
 logger = logging.getLogger("envplane.workers")
 STABLE_SECONDS = 30.0  # a worker that lived this long resets its slot's backoff
@@ -470,7 +470,8 @@ class Pool:
         if session is not None:
             check_session_id(session)
         await self._known(command, deadline, stream=False)
-        codec = bootstrap.PICKLE if use_pickle else bootstrap.JSON
+        if use_pickle:
+            args = Pickled(pickle.dumps(args, protocol=4))
         started = time.monotonic()
         retry_crash = idempotent or command in self.config.idempotent
         only_slot: Slot | None = None
@@ -480,9 +481,9 @@ class Pool:
                 worker = await self._acquire(session, deadline, only_slot)
                 try:
                     async with asyncio.timeout_at(deadline):
-                        value = await worker.call(command, args, session=session, codec=codec)
+                        value = await worker.call(command, args, session=session)
                     outcome = "ok"
-                    return value
+                    return pickle.loads(value.data) if use_pickle and isinstance(value, Pickled) else value
                 except TimeoutError:
                     outcome = "timeout"
                     raise DeadlineExceeded(
@@ -539,12 +540,13 @@ class Pool:
         if session is not None:
             check_session_id(session)
         await self._known(command, deadline, stream=True)
-        codec = bootstrap.PICKLE if use_pickle else bootstrap.JSON
+        if use_pickle:
+            args = Pickled(pickle.dumps(args, protocol=4))
         started = time.monotonic()
         outcome = "error"
         try:
             worker = await self._acquire(session, deadline)
-            stream = worker.stream(command, args, session=session, codec=codec)
+            stream = worker.stream(command, args, session=session)
             try:
                 async with contextlib.aclosing(stream):
                     while True:
@@ -553,7 +555,7 @@ class Pool:
                                 item = await anext(stream)
                         except StopAsyncIteration:
                             break
-                        yield item
+                        yield pickle.loads(item.data) if use_pickle and isinstance(item, Pickled) else item
                 outcome = "ok"
             except TimeoutError:
                 outcome = "timeout"

@@ -324,7 +324,7 @@ class WorkerProcess:
         call = self.calls.get(message.get("id", 0))
         if op == "chunk":
             if call is not None and call.chunks is not None and not call.abandoned:
-                call.chunks.put_nowait(message["value"])
+                call.chunks.put_nowait(_value(message))
             return
         if op in ("result", "error", "end"):
             if call is None:
@@ -337,7 +337,7 @@ class WorkerProcess:
                 if op == "error":
                     outcome: Any = _command_error(message["error"], call.command)
                 elif op == "result":
-                    outcome = message["value"]
+                    outcome = _value(message)
                 else:
                     outcome = _END
                 self._deliver(call, outcome)
@@ -412,11 +412,15 @@ class WorkerProcess:
         self._refresh_state()
         self._on_call_done(self)
 
-    def _send(self, call: Call, command: str, args: Any, codec: int) -> None:
+    def _send(self, call: Call, command: str, args: Any) -> None:
         self.calls[call.id] = call
-        message = {"op": "call", "id": call.id, "cmd": command, "args": args, "session": call.session}
+        message: dict[str, Any] = {"op": "call", "id": call.id, "cmd": command, "session": call.session}
+        if isinstance(args, Pickled):
+            message["args_pickle"] = args.data
+        else:
+            message["args"] = args
         try:
-            frame = bootstrap.encode(message, codec)
+            frame = bootstrap.encode(message)
         except (TypeError, ValueError) as exc:
             del self.calls[call.id]
             self.unreserve()
@@ -453,22 +457,22 @@ class WorkerProcess:
             self._refresh_state()
             self._on_call_done(self)
 
-    async def call(self, command: str, args: Any, *, session: str | None, codec: int) -> Any:
+    async def call(self, command: str, args: Any, *, session: str | None) -> Any:
         """Run one command (a slot is already reserved); cancel the caller to cancel it."""
         call = Call(next(self._ids), command, session, time.monotonic())
         call.future = asyncio.get_running_loop().create_future()
-        self._send(call, command, args, codec)
+        self._send(call, command, args)
         try:
             return await call.future
         except asyncio.CancelledError:
             self.abandon(call)
             raise
 
-    async def stream(self, command: str, args: Any, *, session: str | None, codec: int) -> AsyncGenerator[Any, None]:
+    async def stream(self, command: str, args: Any, *, session: str | None) -> AsyncGenerator[Any, None]:
         """The chunks of a generator command as the worker yields them."""
         call = Call(next(self._ids), command, session, time.monotonic())
         call.chunks = asyncio.Queue()
-        self._send(call, command, args, codec)
+        self._send(call, command, args)
         finished = False
         try:
             while True:
@@ -527,6 +531,18 @@ class WorkerProcess:
     def current_call(self) -> Call | None:
         live = [c for c in self.calls.values() if not c.abandoned]
         return min(live, key=lambda c: c.started) if live else None
+
+
+@dataclass(frozen=True)
+class Pickled:
+    """A value as pickle bytes, passed through unopened: the daemon never unpickles (only the
+    in-process API, in the caller's own process, and the caller's client do)."""
+
+    data: bytes
+
+
+def _value(message: dict[str, Any]) -> Any:
+    return Pickled(message["value_pickle"]) if "value_pickle" in message else message.get("value")
 
 
 def _unframe(frame: bytes) -> dict[str, Any]:
