@@ -37,7 +37,12 @@ from envplane.core.capability import Capability, Core
 from envplane.core.datadir import DataDirLock
 from envplane.core.files import write_atomic
 from envplane.environments.capability import EnvironmentsCapability
+from envplane.environments.identity import EnvId
+from envplane.environments.service import EnvironmentService, EnvStatus
+from envplane.errors import FailedPrecondition
 from envplane.store import Store
+from envplane.workers.capability import WorkersCapability
+from envplane.workers.service.worker_service import EnvTarget
 
 logger = logging.getLogger("envplane.server")
 STATE_FILE = "daemon.json"
@@ -51,11 +56,35 @@ class DaemonState(StrEnum):
     STOPPED = "stopped"
 
 
+class EnvironmentsForWorkers:
+    """What the workers capability needs of the environments one (``EnvironmentAccess``), over
+    the environments service: capabilities never import each other, the daemon joins them."""
+
+    def __init__(self, service: EnvironmentService) -> None:
+        self.service = service
+
+    async def target(self, workflow_id: str, node_id: str, version_id: str) -> EnvTarget:
+        env = EnvId.parse(workflow_id, node_id, version_id)
+        view = await self.service.status(env)
+        if view.status != EnvStatus.READY:
+            raise FailedPrecondition(
+                f"environment {env} is {view.status}, not READY: workers need its interpreter"
+                + (f" ({view.record.error})" if view.record.error else "")
+            )
+        return EnvTarget(view.python_executable, view.env_path)
+
+    async def add_packages(
+        self, workflow_id: str, node_id: str, version_id: str, packages: list[str], deadline: float | None
+    ) -> None:
+        await self.service.add_deps(EnvId.parse(workflow_id, node_id, version_id), packages, deadline=deadline)
+
+
 def compose(core: Core) -> list[Capability]:
     """The capabilities of this daemon, in start order (stopped in reverse). A capability that
-    needs another gets that one's service here: ``WorkersCapability(core, environments.service)``."""
+    needs another gets that one's service here (workers get the environments service)."""
     environments = EnvironmentsCapability(core)
-    return [ActivityCapability(core), environments]
+    workers = WorkersCapability(core, EnvironmentsForWorkers(environments.service))
+    return [ActivityCapability(core), environments, workers]
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -262,6 +262,59 @@ CASES = [
         None,  # a protobuf message has no unknown fields to set
         rest("POST", "/v1/environments", {"workflow_id": "{wf}", "node_id": "n", "package": ["alpha"]}),
     ),
+    Case(
+        "missing pool",
+        *NOT_FOUND,
+        "no pool named",
+        lambda c, wf: c.workers.get_pool(f"{wf}-none"),
+        rest("GET", "/v1/pools/{wf}-none"),
+    ),
+    Case(
+        "bad pool name",
+        *INVALID,
+        "pool name",
+        lambda c, wf: c.workers.execute("bad name!", "echo"),
+        rest("POST", "/v1/pools/bad name!/execute", {"command": "echo"}),
+    ),
+    Case(
+        "pool definition without an env",
+        *INVALID,
+        "spec.env is required",
+        lambda c, wf: c.workers.create_pool(f"{wf}-p", "", "", "handler.py"),
+        rest("POST", "/v1/pools", {"name": "p-err", "spec": {"handler": "handler.py"}}),
+    ),
+    Case(
+        "pool in a missing env",
+        *NOT_FOUND,
+        "does not exist",
+        lambda c, wf: c.workers.create_pool(f"{wf}-p", wf, "missing", "handler.py"),
+        rest(
+            "POST",
+            "/v1/pools",
+            {"name": "p-err", "spec": {"env": {"workflow_id": "wf-err", "node_id": "missing"}, "handler": "handler.py"}},
+        ),
+    ),
+    Case(
+        "args that are not JSON",
+        *INVALID,
+        "args_json is not JSON",
+        None,
+        rest("POST", "/v1/pools/{wf}-p/execute", {"command": "echo", "args_json": "{oops"}),
+    ),
+    Case(
+        "negative call timeout",
+        *INVALID,
+        "timeout_seconds must be",
+        lambda c, wf: c.workers.execute(f"{wf}-p", "echo", timeout=-1),
+        rest("POST", "/v1/pools/{wf}-p/execute", {"command": "echo", "timeout_seconds": -1}),
+    ),
+    Case(
+        "unknown field in a pool body",
+        *INVALID,
+        "min_sise",
+        None,
+        rest("POST", "/v1/pools", {"name": "p-err", "spec": {"min_sise": 2}}),
+    ),
 ]
 
 

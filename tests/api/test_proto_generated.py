@@ -26,7 +26,14 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize(
     ("package", "stem"),
-    [("v1", "common"), ("v1", "environments"), ("v1", "events"), ("v1", "operations"), ("envmanager", "env_manager")],
+    [
+        ("v1", "common"),
+        ("v1", "environments"),
+        ("v1", "events"),
+        ("v1", "operations"),
+        ("v1", "workers"),
+        ("envmanager", "env_manager"),
+    ],
 )
 def test_generated_code_is_up_to_date(fresh: Path, package: str, stem: str) -> None:
     generated = sorted(p.name for p in (fresh / "envplane" / package).glob(f"{stem}_pb2*"))

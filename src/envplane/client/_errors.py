@@ -19,6 +19,7 @@ EXCEPTION_TABLE: dict[grpc.StatusCode, type[errors.EnvplaneError]] = {
     grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
     grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
+    grpc.StatusCode.UNKNOWN: errors.CommandError,  # the daemon's own failures are INTERNAL
 }
 
 

@@ -173,6 +173,7 @@ def record(
     status: str,
     exit_code: int | None = None,
     error: str = "",
+    stderr: str = "",
 ) -> OperationRecord:
     """Record an operation that is over already (one statement: the identical-spec create)."""
     now = time.time()
@@ -183,10 +184,11 @@ def record(
         duration_ms=round((now - started_at) * 1000),
         exit_code=exit_code,
         error=error,
+        stderr=stderr,
     )
     op_id = int(db.execute(_START, values).scalar_one())
     return OperationRecord(
-        op_id, subject, operation, status, started_at, now, values["duration_ms"], "", "", exit_code, error, details
+        op_id, subject, operation, status, started_at, now, values["duration_ms"], "", stderr, exit_code, error, details
     )
 
 

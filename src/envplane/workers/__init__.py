@@ -10,10 +10,38 @@ In-process (no daemon), for scripts and notebooks::
             print(chunk)
 
 Through the daemon: ``EnvplaneClient().workers`` or ``envplane pool …``.
+
+The slice, top to bottom: ``capability.py``, ``faces/`` (gRPC servicer, REST router),
+``handlers.py``, ``messages.py``, ``service/`` (the pool engine, the worker bootstrap, the
+daemon's stored pools). Names here are imported on first use, so a client that only needs the
+value codec (``service/bootstrap.py``, stdlib only) loads nothing else.
 """
 
-from envplane.workers.service.config import PoolConfig
-from envplane.workers.service.pool import Pool
-from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
+from __future__ import annotations
 
-__all__ = ["Pool", "PoolConfig", "PoolInfo", "PoolState", "WorkerInfo"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envplane.workers.service.config import PoolConfig
+    from envplane.workers.service.pool import Pool
+    from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
+    from envplane.workers.service.worker import Pickled
+
+__all__ = ["Pickled", "Pool", "PoolConfig", "PoolInfo", "PoolState", "WorkerInfo"]
+
+_LAZY = {
+    "Pool": "envplane.workers.service.pool",
+    "PoolConfig": "envplane.workers.service.config",
+    "PoolInfo": "envplane.workers.service.views",
+    "PoolState": "envplane.workers.service.views",
+    "WorkerInfo": "envplane.workers.service.views",
+    "Pickled": "envplane.workers.service.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'envplane.workers' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

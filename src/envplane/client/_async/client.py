@@ -5,6 +5,7 @@ from __future__ import annotations
 from envplane.client._async.activity import AsyncEvents, AsyncOperations
 from envplane.client._async.environments import AsyncEnvironments
 from envplane.client._async.transport import AsyncTransport
+from envplane.client._async.workers import AsyncWorkers
 from envplane.client.retry import NO_RETRY, RetryPolicy
 
 
@@ -31,6 +32,7 @@ class AsyncEnvplaneClient:
         self.environments = AsyncEnvironments(self._transport)
         self.operations = AsyncOperations(self._transport)
         self.events = AsyncEvents(self._transport)
+        self.workers = AsyncWorkers(self._transport)
 
     @property
     def address(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from envplane.client._sync.activity import Events, Operations
 from envplane.client._sync.environments import Environments
 from envplane.client._sync.transport import Transport
+from envplane.client._sync.workers import Workers
 from envplane.client.retry import NO_RETRY, RetryPolicy
 
 
@@ -32,6 +33,7 @@ class EnvplaneClient:
         self.environments = Environments(self._transport)
         self.operations = Operations(self._transport)
         self.events = Events(self._transport)
+        self.workers = Workers(self._transport)
 
     @property
     def address(self) -> str:

@@ -17,8 +17,10 @@ go to the worker's log and cannot corrupt it):
 A frame is a 5-byte header (payload length, big-endian uint32; codec byte ``J``) and a JSON
 payload where bytes are ``{"$bytes": "<base64>"}``. A caller that opted into pickle sends
 ``args_pickle`` and gets ``value_pickle`` back: bytes inside the JSON frame, so the parent
-never unpickles anything (a daemon must not run what a worker sends). The worker dies with its channel: end of file on ``control`` (the pool closed it, or
-the daemon died) kills its process group at once; a parent-death signal backs that up.
+never unpickles anything (a daemon must not run what a worker sends).
+
+The worker dies with its channel: end of file on ``control`` (the pool closed it, or the
+daemon died) kills its process group at once; a parent-death signal backs that up.
 """
 
 from __future__ import annotations

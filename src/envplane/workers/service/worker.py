@@ -23,15 +23,17 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envplane.core.processes import forget_group, record_group
 from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
 from envplane.workers.service import bootstrap
 from envplane.workers.service.config import THREAD_VARIABLES
-from envplane.workers.service.grpc_channel import GrpcChannel
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.memory import peak_rss, rss
+
+if TYPE_CHECKING:
+    from envplane.workers.service.grpc_channel import GrpcChannel
 
 LOADER = "import sys;p=sys.argv[1];exec(compile(open(p).read(),p,'exec'),{'__name__':'__envplane_worker__'})"
 BOOTSTRAP = Path(bootstrap.__file__)
@@ -347,6 +349,8 @@ class WorkerProcess:
         if op == "ready":
             self.ready = Ready(message["pid"], message["python"], message["executable"], message["commands"])
             if message.get("port"):
+                from envplane.workers.service.grpc_channel import GrpcChannel  # grpcio on first use
+
                 self._grpc = GrpcChannel(int(message["port"]))
             self.ready_at = time.time()
             self.last_pong = time.monotonic()
