@@ -79,3 +79,39 @@ def test_errors_have_messages_and_exit_codes(daemon: ThreadDaemon, wf: str) -> N
     assert unresolvable.returncode == 2 and "No solution found" in unresolvable.stderr
     down = envplane(None, "env", "list", addr="127.0.0.1:1")
     assert down.returncode == 7 and "cannot reach the envplane daemon" in down.stderr
+
+
+def test_pool_commands_end_to_end(daemon: ThreadDaemon, wf: str, tmp_path: Path) -> None:
+    from tests.workers.handlers import BASIC, write_handler
+
+    handler = write_handler(tmp_path, "handlers", BASIC)
+    assert envplane(daemon, "env", "create", wf, "work", "-p", "alpha").returncode == 0
+    pool = f"{wf}-pool"
+    created = envplane(daemon, "pool", "create", pool, wf, "work", str(handler), "--size", "2", "--init-args",
+                       '{"greeting": "hey"}', "--memory-limit", "1GiB")  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert f"created pool {pool}: 2 worker(s), ready" in created.stdout and "echo" in created.stdout
+
+    executed = envplane(daemon, "pool", "exec", pool, "greet", '{"name": "bo"}')
+    assert executed.returncode == 0 and executed.stdout.strip() == '"hey bo"', executed.stderr
+    streamed = envplane(daemon, "pool", "stream", pool, "count", "[3]")
+    assert streamed.stdout.splitlines() == ["0", "1", "2"]
+    failed = envplane(daemon, "pool", "exec", pool, "fail", '{"message": "boom"}')
+    assert failed.returncode == 10 and "ValueError: boom" in failed.stderr and "Traceback" in failed.stderr
+    unknown = envplane(daemon, "pool", "exec", pool, "nope")
+    assert unknown.returncode == 3 and "its handler's commands: acount" in unknown.stderr
+    bad_json = envplane(daemon, "pool", "exec", pool, "echo", "{oops")
+    assert bad_json.returncode == 2 and "ARGS is not JSON" in bad_json.stderr
+
+    shown = envplane(daemon, "pool", "show", pool)
+    assert shown.returncode == 0 and "idle" in shown.stdout and "1024 MiB" in shown.stdout
+    listed = json.loads(envplane(daemon, "pool", "ls", "--json").stdout)
+    assert pool in [p["name"] for p in listed]
+    assert "scaled" in envplane(daemon, "pool", "scale", pool, "3").stdout
+    logs = envplane(daemon, "pool", "logs", pool, "--tail", "200")
+    assert "init ran" in logs.stdout and "stdout]" in logs.stdout
+    removed = envplane(daemon, "pool", "rm", pool)
+    assert removed.returncode == 0 and f"deleted pool {pool}" in removed.stdout
+    assert envplane(daemon, "pool", "show", pool).returncode == 3
+    bad_size = envplane(daemon, "pool", "create", pool, wf, "work", str(handler), "--memory-limit", "lots")
+    assert bad_size.returncode == 2 and "is not a size" in bad_size.stderr

@@ -291,7 +291,10 @@ CASES = [
         rest(
             "POST",
             "/v1/pools",
-            {"name": "p-err", "spec": {"env": {"workflow_id": "wf-err", "node_id": "missing"}, "handler": "handler.py"}},
+            {
+                "name": "p-err",
+                "spec": {"env": {"workflow_id": "wf-err", "node_id": "missing"}, "handler": "handler.py"},
+            },
         ),
     ),
     Case(

@@ -17,10 +17,10 @@ from envplane.config import Settings
 from envplane.core import audit, events
 from envplane.core.audit import OperationFilter
 from envplane.environments.service import queries
-from envplane.workers.service import tables as worker_tables  # noqa: F401 - its models in Base.metadata
 from envplane.store import Base, Store
 from envplane.store.migrate import SCRIPTS, alembic_config
 from envplane.v1 import environments_pb2 as pb
+from envplane.workers.service import tables as worker_tables  # noqa: F401 - its models in Base.metadata
 from tests.support.daemons import ThreadDaemon
 
 RELEASE_0_1_0 = Path(__file__).parent / "data" / "envplane-0.1.0.db"

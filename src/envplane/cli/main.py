@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from envplane import __version__
-from envplane.cli import activity, environments
+from envplane.cli import activity, environments, workers
 from envplane.cli.output import err_console
 from envplane.errors import EnvplaneError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 app.add_typer(environments.app, name="env")
 app.add_typer(activity.ops_app, name="ops")
 app.add_typer(activity.events_app, name="events")
+app.add_typer(workers.app, name="pool")
 
 # Exit codes a script can branch on, by error class.
 EXIT_CODES = {
@@ -37,6 +38,11 @@ EXIT_CODES = {
     "Unauthenticated": 8,
     "OutOfRange": 9,
     "EventsPruned": 9,
+    "ResourceExhausted": 11,
+    "PoolFailed": 5,
+    "SessionLost": 5,
+    "WorkerCrashed": 12,
+    "WorkerOutOfMemory": 13,
 }
 
 
