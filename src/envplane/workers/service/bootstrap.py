@@ -90,25 +90,15 @@ def loads_value(text: str) -> Any:
     return _loads(text)
 
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_frame(fd: int) -> tuple[int, dict[str, Any]] | None:
-    """The next frame from a blocking descriptor; None at end of file."""
-    header = _read_exact(fd, HEADER.size)
-    if header is None:
+def read_frame(stream: Any) -> tuple[int, dict[str, Any]] | None:
+    """The next frame from a buffered binary file (one system call reads many small frames);
+    None at end of file."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
         return None
     size, codec = HEADER.unpack(header)
-    payload = _read_exact(fd, size) if size else b""
-    if payload is None:
+    payload = stream.read(size) if size else b""
+    if len(payload) < size:
         return None
     return codec, decode(codec, payload)
 
@@ -125,8 +115,9 @@ class Worker:
     def __init__(
         self, calls_fd: int, control_fd: int, replies_fd: int, concurrency: int, transport: str = "pipe"
     ) -> None:
-        self.calls_fd = calls_fd
-        self.control_fd = control_fd
+        # Each input has one reader thread, so each can be a buffered file.
+        self.calls_in = os.fdopen(calls_fd, "rb", buffering=1 << 16)
+        self.control_in = os.fdopen(control_fd, "rb", buffering=1 << 12)
         self.replies_fd = replies_fd
         self.concurrency = concurrency
         self.write_lock = threading.Lock()
@@ -240,7 +231,7 @@ class Worker:
     def control(self) -> None:
         while True:
             try:
-                frame = read_frame(self.control_fd)
+                frame = read_frame(self.control_in)
             except OSError:
                 frame = None
             if frame is None:  # the pool closed the channel, or the daemon died
@@ -447,13 +438,13 @@ class Worker:
     def serve(self) -> None:
         if self.inline:
             signal.signal(signal.SIGINT, self._on_sigint)
-            next_frame: Callable[[], Any] = lambda: read_frame(self.calls_fd)  # noqa: E731
+            next_frame: Callable[[], Any] = lambda: read_frame(self.calls_in)  # noqa: E731
             if self.transport == "grpc":  # calls come from the server's threads, the rest by pipe
                 inbox = self.inbox
 
                 def read() -> None:
                     while True:
-                        frame = read_frame(self.calls_fd)
+                        frame = read_frame(self.calls_in)
                         inbox.put(frame)
                         if frame is None:
                             return
@@ -475,7 +466,7 @@ class Worker:
 
             def read() -> None:
                 while True:
-                    frame = read_frame(self.calls_fd)
+                    frame = read_frame(self.calls_in)
                     if frame is None:
                         break
                     codec, message = frame

@@ -64,6 +64,18 @@ class Slot:
     removed: bool = False
 
 
+_STREAMS = ("generator", "async_generator")
+
+
+class _QueueTimeout(Exception):
+    """A queued call's wait ran out (raised into its waiter by the timer)."""
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(_QueueTimeout())
+
+
 @dataclass
 class _Waiter:
     future: asyncio.Future[WorkerProcess]
@@ -390,10 +402,11 @@ class Pool:
         by_deadline = deadline is not None and deadline - loop.time() < wait
         if deadline is not None:
             wait = min(wait, deadline - loop.time())
+        # A plain timer (not asyncio.timeout): the queue is the hot path under load.
+        timer = loop.call_at(loop.time() + max(wait, 0), _expire, waiter.future)
         try:
-            async with asyncio.timeout(max(wait, 0)):
-                return await waiter.future
-        except TimeoutError:
+            return await waiter.future
+        except _QueueTimeout:
             self._forget(waiter)
             self.observer.call_rejected(self, "queue_timeout")
             why = "the call's timeout" if by_deadline else f"queue_timeout ({self.config.queue_timeout:g} s)"
@@ -404,6 +417,8 @@ class Pool:
         except BaseException:
             self._forget(waiter)
             raise
+        finally:
+            timer.cancel()
 
     def _forget(self, waiter: _Waiter) -> None:
         with contextlib.suppress(ValueError):
@@ -429,6 +444,9 @@ class Pool:
     # ---- calls ---------------------------------------------------------------------------------
 
     async def _known(self, command: str, deadline: float | None, *, stream: bool) -> None:
+        info = self.commands.get(command)
+        if info is not None and self.failure is None and (info["kind"] in _STREAMS) is stream:
+            return  # the hot path: a known command of the right kind
         check_command_name(command)
         if not self.commands and self.failure is None:
             remaining = None if deadline is None else max(deadline - asyncio.get_running_loop().time(), 0)
@@ -439,7 +457,7 @@ class Pool:
         if info is None:
             names = ", ".join(sorted(self.commands)) or "none"
             raise NotFound(f"pool {self.name!r} has no command {command!r}; its handler's commands: {names}")
-        streams = info["kind"] in ("generator", "async_generator")
+        streams = info["kind"] in _STREAMS
         if streams and not stream:
             raise InvalidArgument(f"{command!r} is a generator: call it with execute_stream")
         if stream and not streams:
@@ -480,8 +498,11 @@ class Pool:
             while True:
                 worker = await self._acquire(session, deadline, only_slot)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    if deadline is None:
                         value = await worker.call(command, args, session=session)
+                    else:
+                        async with asyncio.timeout_at(deadline):
+                            value = await worker.call(command, args, session=session)
                     outcome = "ok"
                     return pickle.loads(value.data) if use_pickle and isinstance(value, Pickled) else value
                 except TimeoutError:
