@@ -1,4 +1,5 @@
-"""Run workflow node variants on Ray, each inside its own envplane environment.
+"""Run workflow node variants on Ray, each inside its own envplane environment; run a
+worker handler as a pool of Ray actors inside one (:class:`RayPool`).
 
 >>> from envplane.providers import GrpcEnvironmentProvider
 >>> from envplane.ray import RayBatchRunner, Variant
@@ -9,6 +10,7 @@
 ...     batch["v1"].value, batch["v2"].env.python_executable
 """
 
+from envplane.ray.pool import RayPool
 from envplane.ray.runner import BatchResult, RayBatchRunner, Variant, VariantResult
 
-__all__ = ["BatchResult", "RayBatchRunner", "Variant", "VariantResult"]
+__all__ = ["BatchResult", "RayBatchRunner", "RayPool", "Variant", "VariantResult"]

@@ -184,42 +184,9 @@ class Worker:
 
     # -- start-up
     def load(self, handler: str, init: str, init_args: Any) -> dict[str, Any]:
-        module = _import_handler(handler)
-        names = getattr(module, "__all__", None)
-        if names is None:
-            names = [
-                name
-                for name, obj in vars(module).items()
-                if not name.startswith("_")
-                and inspect.isfunction(obj)
-                and getattr(obj, "__module__", None) == module.__name__
-            ]
-        hook = getattr(module, init, None) if init else None
-        for name in names:
-            obj = getattr(module, name, None)
-            if obj is hook or not callable(obj):
-                continue
-            self.commands[name] = obj
-            self.kinds[name] = _kind(obj)
-            try:
-                self.wants_session[name] = "session" in inspect.signature(obj).parameters
-            except (TypeError, ValueError):
-                self.wants_session[name] = False
-        if init and hook is None and init != "init":
-            raise LookupError(f"the handler has no init hook named {init!r}")
-        if hook is not None:
-            args = init_args if init_args is not None else {}
-            result = hook(**args) if isinstance(args, dict) else hook(*args)
-            if inspect.isawaitable(result):
-                self._loop().run_until_complete(result)
-        return {
-            name: {
-                "kind": self.kinds[name],
-                "session": self.wants_session[name],
-                "doc": (inspect.getdoc(obj) or "").split("\n\n")[0][:500],
-            }
-            for name, obj in self.commands.items()
-        }
+        loaded = load_handler(handler, init, init_args, self._loop)
+        self.commands, self.kinds, self.wants_session = loaded.commands, loaded.kinds, loaded.wants_session
+        return loaded.describe()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         if self.loop is None:
@@ -560,6 +527,66 @@ class Worker:
 GRPC_SERVICE = "envplane.worker.v1.Worker"
 
 
+class Handler:
+    """A loaded handler: its commands (public functions), their kinds, which take a session."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Callable[..., Any]] = {}
+        self.kinds: dict[str, str] = {}
+        self.wants_session: dict[str, bool] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            name: {
+                "kind": self.kinds[name],
+                "session": self.wants_session[name],
+                "doc": (inspect.getdoc(fn) or "").split("\n\n")[0][:500],
+            }
+            for name, fn in self.commands.items()
+        }
+
+
+def load_handler(
+    handler: str,
+    init: str,
+    init_args: Any,
+    loop: Callable[[], asyncio.AbstractEventLoop],
+    source: str | None = None,
+) -> Handler:
+    """Import the handler (``source``: its code, for a file shipped to another host), find its
+    commands, run its init hook (``loop`` gives the event loop for an ``async`` one)."""
+    module = _import_handler(handler, source)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, obj in vars(module).items()
+            if not name.startswith("_")
+            and inspect.isfunction(obj)
+            and getattr(obj, "__module__", None) == module.__name__
+        ]
+    hook = getattr(module, init, None) if init else None
+    loaded = Handler()
+    for name in names:
+        obj = getattr(module, name, None)
+        if obj is hook or not callable(obj):
+            continue
+        loaded.commands[name] = obj
+        loaded.kinds[name] = _kind(obj)
+        try:
+            loaded.wants_session[name] = "session" in inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            loaded.wants_session[name] = False
+    if init and hook is None and init != "init":
+        raise LookupError(f"the handler has no init hook named {init!r}")
+    if hook is not None:
+        args = init_args if init_args is not None else {}
+        result = hook(**args) if isinstance(args, dict) else hook(*args)
+        if inspect.isawaitable(result):
+            loop().run_until_complete(result)
+    return loaded
+
+
 def _kind(fn: Callable[..., Any]) -> str:
     if inspect.isasyncgenfunction(fn):
         return "async_generator"
@@ -570,8 +597,15 @@ def _kind(fn: Callable[..., Any]) -> str:
     return "function"
 
 
-def _import_handler(handler: str) -> Any:
+def _import_handler(handler: str, source: str | None = None) -> Any:
     """A module name importable in the env, a ``.py`` file, or a package folder."""
+    if source is not None:  # a file's code, shipped: a module of that name, made from it
+        name = os.path.splitext(os.path.basename(handler))[0]
+        module = type(sys)(name)
+        module.__file__ = handler
+        sys.modules[name] = module
+        exec(compile(source, handler, "exec"), module.__dict__)
+        return module
     path = os.path.abspath(handler)
     if handler.endswith(".py") or os.sep in handler or os.path.exists(path):
         if os.path.isdir(path):
