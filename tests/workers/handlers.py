@@ -89,6 +89,12 @@ def allocate(mib, hold=5.0):
 def pid():
     return os.getpid()
 
+def allocate_in_child(mib):
+    # a process the handler starts: a cgroup counts it, the RSS watchdog does not
+    import subprocess
+    code = f"b = bytearray({mib} * 2**20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\nimport time; time.sleep(1)"
+    return subprocess.run([sys.executable, "-c", code]).returncode
+
 def crash_once(marker):
     # the first call kills its worker; a retry (the marker exists) answers
     if not os.path.exists(marker):

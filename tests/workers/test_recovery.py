@@ -15,6 +15,7 @@ import pytest
 
 from envplane import errors
 from envplane.workers import Pool, PoolConfig, PoolState
+from envplane.workers.service.cgroups import MemoryCgroups
 from tests.workers.handlers import BAD_INIT, BROKEN, write_handler
 
 
@@ -172,16 +173,36 @@ async def test_pool_never_hangs_while_workers_are_killed(make_pool: Callable[...
     await until(lambda: len(ready_pids(pool)) == 3)
 
 
-async def test_memory_limit_kills_the_call_within_a_second(make_pool: Callable[..., Any]) -> None:
-    pool = await make_pool(memory_limit=150 * 2**20)
+@pytest.fixture(params=["cgroup", "watchdog"])
+def enforcement(request: pytest.FixtureRequest) -> str:
+    if request.param == "cgroup":
+        probe = MemoryCgroups.detect(f"probe-{os.getpid()}")
+        if probe is None:
+            pytest.skip("this host gives the daemon no memory cgroup (the watchdog case still runs)")
+        probe.close()
+    return str(request.param)
+
+
+async def test_memory_limit_kills_the_call_within_a_second(make_pool: Callable[..., Any], enforcement: str) -> None:
+    pool = await make_pool(memory_limit=150 * 2**20, memory_cgroup=enforcement == "cgroup")
+    assert pool.info().memory_enforcement.startswith("cgroup" if enforcement == "cgroup" else "rss watchdog")
     started = time.monotonic()
     with pytest.raises(errors.WorkerOutOfMemory) as caught:
         await pool.execute("allocate", {"mib": 400, "hold": 10}, timeout=20)
     assert time.monotonic() - started < 3
     error = caught.value
-    assert error.limit == 150 * 2**20 and error.peak_rss > error.limit
-    assert "memory limit of 150.0 MiB" in error.message and "peak RSS" in error.message
+    assert error.limit == 150 * 2**20 and error.peak_rss >= 0.99 * error.limit
+    assert "memory limit of 150.0 MiB" in error.message and "peak " in error.message
     assert await pool.execute("allocate", {"mib": 20, "hold": 0}) == 20 * 2**20  # replaced, serving
+    if enforcement == "cgroup":  # the kernel's limit is exact, and counts the handler's children
+        assert error.peak_rss <= 1.05 * error.limit
+        assert await pool.execute("allocate_in_child", [400], timeout=30) == -signal.SIGKILL
+
+
+async def test_watchdog_does_not_see_children(make_pool: Callable[..., Any]) -> None:
+    """The documented limit of the watchdog: a child's memory is not the worker's RSS."""
+    pool = await make_pool(memory_limit=150 * 2**20, memory_cgroup=False)
+    assert await pool.execute("allocate_in_child", [200], timeout=30) == 0
 
 
 async def test_retry_on_oom_grows_the_limit(make_pool: Callable[..., Any]) -> None:

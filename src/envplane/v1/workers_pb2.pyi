@@ -99,6 +99,7 @@ class PoolSpec(_message.Message):
     ADD_GRPCIO_FIELD_NUMBER: _builtins.int
     RESTART_BACKOFF_SECONDS_FIELD_NUMBER: _builtins.int
     MAX_RESTART_BACKOFF_SECONDS_FIELD_NUMBER: _builtins.int
+    NO_MEMORY_CGROUP_FIELD_NUMBER: _builtins.int
     handler: _builtins.str
     """module name, .py file or package folder"""
     min_size: _builtins.int
@@ -159,6 +160,8 @@ class PoolSpec(_message.Message):
     """first delay before replacing a crashed worker (0.5)"""
     max_restart_backoff_seconds: _builtins.float
     """doubling per crash in a row, up to (30)"""
+    no_memory_cgroup: _builtins.bool
+    """enforce memory_limit with the RSS watchdog alone, even where"""
     @_builtins.property
     def env(self) -> _environments_pb2.EnvRef:
         """the environment whose interpreter runs the workers"""
@@ -207,10 +210,11 @@ class PoolSpec(_message.Message):
         add_grpcio: _builtins.bool = ...,
         restart_backoff_seconds: _builtins.float = ...,
         max_restart_backoff_seconds: _builtins.float = ...,
+        no_memory_cgroup: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_grpcio", b"add_grpcio", "affinity", b"affinity", "cancel_grace_seconds", b"cancel_grace_seconds", "concurrency", b"concurrency", "cwd", b"cwd", "env", b"env", "handler", b"handler", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "heartbeat_timeout_seconds", b"heartbeat_timeout_seconds", "idempotent", b"idempotent", "idle_timeout_seconds", b"idle_timeout_seconds", "init", b"init", "init_args_json", b"init_args_json", "max_calls", b"max_calls", "max_queue", b"max_queue", "max_restart_backoff_seconds", b"max_restart_backoff_seconds", "max_rss_bytes", b"max_rss_bytes", "max_sessions", b"max_sessions", "max_size", b"max_size", "memory_limit_bytes", b"memory_limit_bytes", "min_size", b"min_size", "no_init", b"no_init", "oom_cap_bytes", b"oom_cap_bytes", "oom_growth", b"oom_growth", "queue_timeout_seconds", b"queue_timeout_seconds", "restart_backoff_seconds", b"restart_backoff_seconds", "retry_on_oom", b"retry_on_oom", "session_ttl_seconds", b"session_ttl_seconds", "startup_timeout_seconds", b"startup_timeout_seconds", "threads", b"threads", "transport", b"transport", "ttl_seconds", b"ttl_seconds", "variables", b"variables"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_grpcio", b"add_grpcio", "affinity", b"affinity", "cancel_grace_seconds", b"cancel_grace_seconds", "concurrency", b"concurrency", "cwd", b"cwd", "env", b"env", "handler", b"handler", "heartbeat_interval_seconds", b"heartbeat_interval_seconds", "heartbeat_timeout_seconds", b"heartbeat_timeout_seconds", "idempotent", b"idempotent", "idle_timeout_seconds", b"idle_timeout_seconds", "init", b"init", "init_args_json", b"init_args_json", "max_calls", b"max_calls", "max_queue", b"max_queue", "max_restart_backoff_seconds", b"max_restart_backoff_seconds", "max_rss_bytes", b"max_rss_bytes", "max_sessions", b"max_sessions", "max_size", b"max_size", "memory_limit_bytes", b"memory_limit_bytes", "min_size", b"min_size", "no_init", b"no_init", "no_memory_cgroup", b"no_memory_cgroup", "oom_cap_bytes", b"oom_cap_bytes", "oom_growth", b"oom_growth", "queue_timeout_seconds", b"queue_timeout_seconds", "restart_backoff_seconds", b"restart_backoff_seconds", "retry_on_oom", b"retry_on_oom", "session_ttl_seconds", b"session_ttl_seconds", "startup_timeout_seconds", b"startup_timeout_seconds", "threads", b"threads", "transport", b"transport", "ttl_seconds", b"ttl_seconds", "variables", b"variables"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,6 +324,7 @@ class Pool(_message.Message):
     COMMANDS_FIELD_NUMBER: _builtins.int
     PYTHON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    MEMORY_ENFORCEMENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     state: _builtins.str
     """starting | ready | failed | closing | closed"""
@@ -333,6 +338,8 @@ class Pool(_message.Message):
     """the interpreter the workers run"""
     created_at: _builtins.float
     """UNIX seconds"""
+    memory_enforcement: _builtins.str
+    """"cgroup v2 + rss watchdog", "cgroup v1 + ...", "rss watchdog", "" (no limit)"""
     @_builtins.property
     def spec(self) -> Global___PoolSpec:
         """the definition as stored, defaults filled in"""
@@ -355,10 +362,11 @@ class Pool(_message.Message):
         commands: _abc.Iterable[Global___Command] | None = ...,
         python: _builtins.str = ...,
         created_at: _builtins.float = ...,
+        memory_enforcement: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "created_at", b"created_at", "error", b"error", "error_detail", b"error_detail", "name", b"name", "python", b"python", "queued", b"queued", "sessions", b"sessions", "spec", b"spec", "state", b"state", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commands", b"commands", "created_at", b"created_at", "error", b"error", "error_detail", b"error_detail", "memory_enforcement", b"memory_enforcement", "name", b"name", "python", b"python", "queued", b"queued", "sessions", b"sessions", "spec", b"spec", "state", b"state", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

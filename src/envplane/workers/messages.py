@@ -59,6 +59,8 @@ def config_of(spec: pb.PoolSpec) -> PoolConfig:
             raise InvalidArgument(f"spec.{name} must be a finite number")
     if spec.idempotent:
         values["idempotent"] = tuple(spec.idempotent)
+    if spec.no_memory_cgroup:
+        values["memory_cgroup"] = False
     if spec.no_init:
         values["init"] = ""
     elif spec.init:
@@ -92,6 +94,7 @@ def spec_of(config: PoolConfig, env: tuple[str, str, str]) -> pb.PoolSpec:
         threads=config.threads,
         cwd=config.cwd,
         add_grpcio=config.add_grpcio,
+        no_memory_cgroup=not config.memory_cgroup,
     )
     for field, name in _RENAMED.items():
         if field == "variables":
@@ -114,6 +117,7 @@ def pool(view: PoolView) -> pb.Pool:
         sessions=info.sessions,
         python=info.python,
         created_at=view.created_at,
+        memory_enforcement=info.memory_enforcement,
     )
     for w in info.workers:
         message.workers.append(

@@ -72,6 +72,7 @@ class PoolConfig:
     ttl: float = 0.0  # ... or after this many seconds of life
     max_rss: int = 0  # ... or once its RSS passed this many bytes (between calls)
     memory_limit: int = 0  # bytes; a call past it fails with WorkerOutOfMemory, the worker is replaced
+    memory_cgroup: bool = True  # enforce it with a memory cgroup where the host allows (else the watchdog)
     retry_on_oom: bool = False
     oom_growth: float = 2.0
     oom_cap: int = 0  # the largest grown limit (0: 4 × memory_limit)

@@ -40,6 +40,7 @@ from envplane.errors import (
     WorkerCrashed,
     WorkerOutOfMemory,
 )
+from envplane.workers.service.cgroups import MemoryCgroups
 from envplane.workers.service.config import PoolConfig, check_command_name
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.observer import NO_OBSERVER, PoolObserver
@@ -107,6 +108,11 @@ class Pool:
         self.failure: PoolFailed | None = None
         self.commands: dict[str, dict[str, Any]] = {}
         self._run_dir = None if run_dir is None else Path(run_dir)
+        self._cgroups = (
+            MemoryCgroups.detect(str(run_dir) if run_dir is not None else f"pid-{os.getpid()}")
+            if config.memory_limit and config.memory_cgroup
+            else None
+        )
         self._env = worker_environment(
             base_env if base_env is not None else os.environ, python, config.env, config.threads
         )
@@ -179,6 +185,8 @@ class Pool:
         await asyncio.gather(*(w.close(grace) for w in workers), return_exceptions=True)
         self.sessions.clear()
         self.log.close()
+        if self._cgroups is not None:
+            self._cgroups.close()
         self.state = PoolState.CLOSED
         self._closed.set()
         await self._notify()
@@ -206,6 +214,7 @@ class Pool:
             memory_limit=slot.memory_limit,
             label=f"worker.{self.name}",
             transport=self.config.transport,
+            cgroups=self._cgroups,
         )
         worker = WorkerProcess(launch, self.log, slot=slot.index, on_call_done=self._dispatch, on_exit=self._exited)
         worker.cancel_grace = self.config.cancel_grace
@@ -666,7 +675,9 @@ class Pool:
             return
         for worker in self._workers():
             current = worker.sample_memory()
-            if worker.memory_limit and current > worker.memory_limit:
+            if worker.memory_limit and current > worker.memory_limit and not worker.in_cgroup:
+                # (In a cgroup the kernel enforces the limit on what it charged the group;
+                # RSS also counts shared pages it never charged, and would kill too early.)
                 worker.peak_rss = max(worker.peak_rss, current)
                 worker.kill("out of memory")
             elif config.max_rss and current > config.max_rss and worker.state is WorkerState.IDLE:
@@ -752,9 +763,17 @@ class Pool:
             queued=len(self._queue),
             sessions=len(self.sessions),
             commands=dict(self.commands),
+            memory_enforcement=self.memory_enforcement,
             error=self.failure.message if self.failure else "",
             error_detail=self.failure.detail if self.failure else "",
         )
+
+    @property
+    def memory_enforcement(self) -> str:
+        """How ``memory_limit`` is enforced: by a cgroup of the kernel, or the RSS watchdog."""
+        if not self.config.memory_limit:
+            return ""
+        return f"{self._cgroups.version} + rss watchdog" if self._cgroups else "rss watchdog"
 
     def worker_states(self) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -43,6 +43,7 @@ class PoolInfo:
     queued: int = 0
     sessions: int = 0
     commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memory_enforcement: str = ""  # "cgroup v2 + rss watchdog", "rss watchdog", "" (no limit)
     error: str = ""
     error_detail: str = ""
 

@@ -33,6 +33,7 @@ from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.memory import peak_rss, rss
 
 if TYPE_CHECKING:
+    from envplane.workers.service.cgroups import MemoryCgroups
     from envplane.workers.service.grpc_channel import GrpcChannel
 
 LOADER = "import sys;p=sys.argv[1];exec(compile(open(p).read(),p,'exec'),{'__name__':'__envplane_worker__'})"
@@ -63,6 +64,7 @@ class WorkerLaunch:
     memory_limit: int
     label: str
     transport: str = "pipe"
+    cgroups: MemoryCgroups | None = None  # where the memory limit is the kernel's
 
 
 @dataclass
@@ -161,6 +163,8 @@ class WorkerProcess:
         self._tasks: list[asyncio.Task[Any]] = []
         self._marker: Path | None = None
         self._grpc: GrpcChannel | None = None
+        self._cgroup: Path | None = None
+        self.cgroup_oom = False  # the kernel's OOM killer ended it, in its memory cgroup
 
     # ---- start and stop -------------------------------------------------------------------
 
@@ -206,6 +210,15 @@ class WorkerProcess:
         self.pid = self._proc.pid
         if launch.run_dir is not None:
             self._marker = record_group(launch.run_dir, launch.label, self.pid)
+        if launch.cgroups is not None and launch.memory_limit:
+            try:
+                self._cgroup = launch.cgroups.create(f"{launch.label}-{self.slot}", launch.memory_limit)
+                launch.cgroups.attach(self._cgroup, self.pid)
+            except OSError as exc:  # the watchdog still enforces the limit
+                self.log.add(self.slot, self.pid, "envplane", f"no memory cgroup for this worker: {exc}")
+                if self._cgroup is not None:
+                    launch.cgroups.remove(self._cgroup)
+                    self._cgroup = None
         loop = asyncio.get_running_loop()
         self._calls_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(calls_w, "wb", buffering=0))
         self._control_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(control_w, "wb", buffering=0))
@@ -297,6 +310,7 @@ class WorkerProcess:
         # The group may hold the handler's children: they go with the worker.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        await self._release_cgroup()
         if self._marker is not None:
             forget_group(self._marker)
         for transport in (self._calls_out, self._control_out):
@@ -310,6 +324,24 @@ class WorkerProcess:
             self._ready.set_exception(self.start_failure())
             self._ready.exception()  # retrieved: wait_ready reads it from start_failure()
         self._on_exit(self)
+
+    async def _release_cgroup(self) -> None:
+        """Read the kernel's verdict (an OOM kill in the group, its peak), then remove it."""
+        cgroups, group = self.launch.cgroups, self._cgroup
+        if cgroups is None or group is None:
+            return
+        if cgroups.oom_killed(group):
+            # The group's own figure: what the limit measures (RSS also counts shared pages
+            # the group was never charged for).
+            self.exit_cause = "out of memory"
+            self.cgroup_oom = True
+            self.peak_rss = cgroups.peak(group) or self.peak_rss
+        for _ in range(50):  # the killed processes leave the group as they are reaped
+            cgroups.remove(group)
+            if not group.exists():
+                break
+            await asyncio.sleep(0.02)
+        self._cgroup = None
 
     async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
         with contextlib.suppress(ValueError, ConnectionError):
@@ -390,7 +422,8 @@ class WorkerProcess:
             peak = max(self.peak_rss, 0)
             return WorkerOutOfMemory(
                 f"the worker (pid {self.pid}) passed its memory limit of {_mib(self.memory_limit)} during the call "
-                f"(peak RSS {_mib(peak)}) and was killed",
+                f"({'peak charged to its memory cgroup' if self.cgroup_oom else 'peak RSS'} {_mib(peak)}) "
+                "and was killed",
                 peak_rss=peak,
                 limit=self.memory_limit,
                 detail=detail,
@@ -531,6 +564,10 @@ class WorkerProcess:
         current = rss(self.pid)
         self.peak_rss = max(self.peak_rss, current, peak_rss(self.pid))
         return current
+
+    @property
+    def in_cgroup(self) -> bool:
+        return self._cgroup is not None
 
     def current_call(self) -> Call | None:
         live = [c for c in self.calls.values() if not c.abandoned]
