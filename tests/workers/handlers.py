@@ -89,6 +89,15 @@ def allocate(mib, hold=5.0):
 def pid():
     return os.getpid()
 
+KEPT = []
+
+def grow(mib):
+    block = bytearray(mib * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    KEPT.append(block)
+    return len(KEPT)
+
 def allocate_in_child(mib):
     # a process the handler starts: a cgroup counts it, the RSS watchdog does not
     import subprocess

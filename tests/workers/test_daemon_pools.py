@@ -149,3 +149,18 @@ def test_worker_crash_is_unavailable_not_retried_by_the_client(
         client.workers.execute(name, "crash_once", [str(marker)])  # one attempt: the client does not retry
     assert client.workers.execute(name, "crash_once", [str(marker)], timeout=30) > 0
     client.workers.delete_pool(name)
+
+
+@pytest.mark.ray  # the plane daemon: its find-links hold grpcio's wheel (fetched with ray's)
+def test_add_grpcio_puts_it_in_the_env_for_the_grpc_transport(
+    plane_daemon: ThreadDaemon, tmp_path: Path, wf: str
+) -> None:
+    handler = str(write_handler(tmp_path, "basic", BASIC))
+    with EnvplaneClient(plane_daemon.grpc_addr, timeout=300) as client:
+        client.environments.create(wf, "g", packages=["alpha"])
+        pool = client.workers.create_pool(f"{wf}-g", wf, "g", handler, transport="grpc", add_grpcio=True)
+        assert pool.state == "ready" and pool.spec.transport == "grpc"
+        assert "grpcio" in client.environments.get(wf, "g").dependencies[-1]
+        assert client.workers.execute(pool.name, "echo", [b"over grpc"]) == b"over grpc"
+        assert list(client.workers.execute_stream(pool.name, "count", [3])) == [0, 1, 2]
+        client.workers.delete_pool(pool.name)

@@ -337,3 +337,22 @@ async def test_threaded_function_is_recycled_async_one_cancelled_in_place(make_p
         await pool.execute("sleep", [30], timeout=0.2)
     await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != pid)
     assert "did not stop within 0.3 s" in pool.info().workers[0].last_exit
+
+
+async def test_recycle_when_rss_passes_max_rss(make_pool: Callable[..., Any]) -> None:
+    pool = await make_pool(max_rss=100 * 2**20)
+    first = await pool.execute("pid")
+    await pool.execute("allocate", {"mib": 0, "hold": 0})
+    keep = await pool.execute("echo", [1])  # small: stays
+    assert keep == 1 and await pool.execute("pid") == first
+    await pool.execute("grow", [150])  # keeps 150 MiB alive in the worker, between calls
+    await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != first, timeout=10)
+    assert "max_rss" in pool.info().workers[0].last_exit
+
+
+async def test_idle_sessions_expire_after_their_ttl(make_pool: Callable[..., Any]) -> None:
+    pool = await make_pool(session_ttl=0.5, min_size=2)
+    assert (await pool.execute("counter", session="s"))["n"] == 1
+    assert (await pool.execute("counter", session="s"))["n"] == 2
+    await until(lambda: pool.info().sessions == 0, timeout=5)
+    assert (await pool.execute("counter", session="s"))["n"] == 1  # expired: its state was dropped
