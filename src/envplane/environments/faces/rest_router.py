@@ -8,21 +8,18 @@ mapping of the RPC's reply, documented from the ``.proto`` contract (``api/rest_
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from envplane.api.protojson import to_json
-from envplane.api.rest_errors import ERROR_RESPONSES, error_body, http_status_for
+from envplane.api.rest_errors import ERROR_RESPONSES
 from envplane.api.rest_params import TimeoutHeader, deadline_from, int32
 from envplane.api.rest_proto import ProtoResponse, message_schema, proto_response
+from envplane.api.rest_streams import ndjson
 from envplane.environments import handlers, wire
 from envplane.environments.service import EnvironmentService
-from envplane.errors import EnvplaneError
 from envplane.v1 import environments_pb2 as pb
 
 ENV = "/environments/{workflow_id}/{node_id}"
@@ -118,21 +115,7 @@ def create_router(service: EnvironmentService) -> APIRouter:
     )
     async def create_env_stream(body: CreateEnvBody, timeout: TimeoutHeader = None) -> StreamingResponse:
         message = _create_request(body)
-        stream = handlers.create_env_stream(service, message, deadline=deadline_from(timeout))
-        first = await anext(stream)  # a bad request fails here, with its status, before the stream starts
-
-        async def lines() -> AsyncIterator[bytes]:
-            yield (json.dumps(to_json(first)) + "\n").encode()
-            try:
-                async for item in stream:
-                    yield (json.dumps(to_json(item)) + "\n").encode()
-            except EnvplaneError as exc:
-                status, code = http_status_for(exc)
-                yield (json.dumps({**error_body(code, exc.message, exc.detail), "http_status": status}) + "\n").encode()
-            finally:
-                await stream.aclose()
-
-        return StreamingResponse(lines(), media_type="application/x-ndjson")
+        return await ndjson(handlers.create_env_stream(service, message, deadline=deadline_from(timeout)))
 
     @router.get(
         "/environments",

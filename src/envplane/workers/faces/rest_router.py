@@ -6,8 +6,6 @@ and an error object with ``http_status`` as the last line if the stream fails ha
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,11 +13,10 @@ from fastapi.responses import StreamingResponse
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
-from envplane.api.protojson import to_json
-from envplane.api.rest_errors import ERROR_RESPONSES, error_body, http_status_for
+from envplane.api.rest_errors import ERROR_RESPONSES
 from envplane.api.rest_params import TimeoutHeader, deadline_from, int32
-from envplane.api.rest_proto import ProtoResponse, message_schema, proto_request_body, proto_response, read_proto_body
-from envplane.errors import EnvplaneError
+from envplane.api.rest_proto import ProtoResponse, proto_request_body, proto_response, read_proto_body
+from envplane.api.rest_streams import ndjson, ndjson_response_doc
 from envplane.v1 import workers_pb2 as pb
 from envplane.workers import handlers
 from envplane.workers.service.worker_service import WorkerService
@@ -28,33 +25,7 @@ POOL = "/pools/{name}"
 
 
 def _ndjson(message: type[Message], what: str) -> dict[str, Any]:
-    return {
-        "description": f"One JSON object per line: {what}; an error object with http_status as the last line "
-        "if the stream fails after it started.",
-        "content": {"application/x-ndjson": {"schema": message_schema(cast(Descriptor, message.DESCRIPTOR))}},
-    }
-
-
-async def _lines(stream: AsyncIterator[Message]) -> StreamingResponse:
-    """NDJSON from a handler's stream; a bad request fails before the first line, with its status."""
-    try:
-        first: Message | None = await anext(stream)
-    except StopAsyncIteration:
-        first = None
-
-    async def lines() -> AsyncIterator[bytes]:
-        try:
-            if first is not None:
-                yield (json.dumps(to_json(first)) + "\n").encode()
-                async for item in stream:
-                    yield (json.dumps(to_json(item)) + "\n").encode()
-        except EnvplaneError as exc:
-            status, code = http_status_for(exc)
-            yield (json.dumps({**error_body(code, exc.message, exc.detail), "http_status": status}) + "\n").encode()
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-
-    return StreamingResponse(lines(), media_type="application/x-ndjson")
+    return ndjson_response_doc(cast(Descriptor, message.DESCRIPTOR), what)
 
 
 def create_router(service: WorkerService) -> APIRouter:
@@ -129,7 +100,7 @@ def create_router(service: WorkerService) -> APIRouter:
     async def execute_stream(name: str, request: Request, timeout: TimeoutHeader = None) -> StreamingResponse:
         message = await read_proto_body(request, pb.ExecuteRequest, omit=("pool",))
         message.pool = name
-        return await _lines(handlers.execute_stream(service, message, deadline=deadline_from(timeout)))
+        return await ndjson(handlers.execute_stream(service, message, deadline=deadline_from(timeout)))
 
     @router.get(
         POOL + "/logs",
@@ -146,7 +117,7 @@ def create_router(service: WorkerService) -> APIRouter:
         message = pb.StreamWorkerLogsRequest(
             pool=name, worker=int32("worker", worker), tail=int32("tail", tail), follow=follow
         )
-        return await _lines(handlers.stream_worker_logs(service, message))
+        return await ndjson(handlers.stream_worker_logs(service, message))
 
     @router.delete(
         POOL + "/sessions/{session_id}",

@@ -472,12 +472,20 @@ class Pool:
         if stream and not streams:
             raise InvalidArgument(f"{command!r} returns one value: call it with execute, not execute_stream")
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        if timeout is None or timeout == 0:
-            return None
-        if not timeout > 0:
-            raise InvalidArgument(f"timeout must be above 0 seconds, got {timeout}")
-        return asyncio.get_running_loop().time() + timeout
+    async def _prologue(
+        self, command: str, args: Any, timeout: float | None, session: str | None, use_pickle: bool, *, stream: bool
+    ) -> tuple[float | None, Any]:
+        """What both kinds of call check first: the timeout, the session id, the command (the
+        first call waits for a handshake to know it); the deadline and the arguments to send."""
+        deadline = None
+        if timeout is not None and timeout != 0:
+            if not timeout > 0:
+                raise InvalidArgument(f"timeout must be above 0 seconds, got {timeout}")
+            deadline = asyncio.get_running_loop().time() + timeout
+        if session is not None:
+            check_session_id(session)
+        await self._known(command, deadline, stream=stream)
+        return deadline, Pickled(pickle.dumps(args, protocol=4)) if use_pickle else args
 
     async def execute(
         self,
@@ -493,12 +501,7 @@ class Pool:
         on a worker. Raises ``CommandError`` if the handler raised, ``WorkerCrashed`` /
         ``WorkerOutOfMemory`` if its worker died under it, ``DeadlineExceeded`` past ``timeout``
         (the command is then cancelled)."""
-        deadline = self._deadline(timeout)
-        if session is not None:
-            check_session_id(session)
-        await self._known(command, deadline, stream=False)
-        if use_pickle:
-            args = Pickled(pickle.dumps(args, protocol=4))
+        deadline, args = await self._prologue(command, args, timeout, session, use_pickle, stream=False)
         started = time.monotonic()
         retry_crash = idempotent or command in self.config.idempotent
         only_slot: Slot | None = None
@@ -566,12 +569,7 @@ class Pool:
     ) -> AsyncIterator[Any]:
         """The values a generator command yields, as it yields them. Closing the iterator
         early (or ``timeout``) cancels the command in the worker."""
-        deadline = self._deadline(timeout)
-        if session is not None:
-            check_session_id(session)
-        await self._known(command, deadline, stream=True)
-        if use_pickle:
-            args = Pickled(pickle.dumps(args, protocol=4))
+        deadline, args = await self._prologue(command, args, timeout, session, use_pickle, stream=True)
         started = time.monotonic()
         outcome = "error"
         try:

@@ -1,0 +1,58 @@
+"""Server streams over REST as NDJSON: one protobuf-JSON message per line.
+
+A handler's stream is started before the response is: a bad request fails with its own status
+and error body, not as a 200 whose first line is an error. Once lines have gone out, a failure
+can only be said in the stream: the last line is then the error body with ``http_status``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
+
+from envplane.api.protojson import to_json
+from envplane.api.rest_errors import error_body, http_status_for
+from envplane.api.rest_proto import message_schema
+from envplane.errors import EnvplaneError
+
+NDJSON = "application/x-ndjson"
+
+
+def ndjson_response_doc(descriptor: Descriptor, what: str) -> dict[str, Any]:
+    """The OpenAPI entry of such a route's 200 answer."""
+    return {
+        "description": f"One JSON object per line: {what}; an error object with http_status as the last line "
+        "if the stream fails after it started.",
+        "content": {NDJSON: {"schema": message_schema(descriptor)}},
+    }
+
+
+def _line(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data) + "\n").encode()
+
+
+async def ndjson(stream: AsyncIterator[Message]) -> StreamingResponse:
+    """The stream as NDJSON; its first message is awaited here (errors before it are statuses)."""
+    try:
+        first: Message | None = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+
+    async def lines() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield _line(to_json(first))
+                async for item in stream:
+                    yield _line(to_json(item))
+        except EnvplaneError as exc:
+            status, code = http_status_for(exc)
+            yield _line({**error_body(code, exc.message, exc.detail), "http_status": status})
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(lines(), media_type=NDJSON)
