@@ -21,6 +21,9 @@ never unpickles anything (a daemon must not run what a worker sends).
 
 The worker dies with its channel: end of file on ``control`` (the pool closed it, or the
 daemon died) kills its process group at once; a parent-death signal backs that up.
+
+One file on purpose, and the one module past 600 lines: it is what the env's interpreter
+runs, shipped as a single script (and as source to RayPool's actors).
 """
 
 from __future__ import annotations

@@ -24,9 +24,8 @@ import os
 import pickle
 import random
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +41,14 @@ from envplane.errors import (
 )
 from envplane.workers.service.cgroups import MemoryCgroups
 from envplane.workers.service.config import PoolConfig, check_command_name
+from envplane.workers.service.launch import WorkerLaunch, worker_environment
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.observer import NO_OBSERVER, PoolObserver
+from envplane.workers.service.queue import CallQueue, Waiter
 from envplane.workers.service.sessions import Sessions, check_session_id
-from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
-from envplane.workers.service.worker import Pickled, WorkerLaunch, WorkerProcess, WorkerState, worker_environment
+from envplane.workers.service.supervisor import supervise
+from envplane.workers.service.views import PoolInfo, PoolState, pool_info
+from envplane.workers.service.worker import Pickled, WorkerProcess, WorkerState
 
 logger = logging.getLogger("envplane.workers")
 STABLE_SECONDS = 30.0  # a worker that lived this long resets its slot's backoff
@@ -66,23 +68,6 @@ class Slot:
 
 
 _STREAMS = ("generator", "async_generator")
-
-
-class _QueueTimeout(Exception):
-    """A queued call's wait ran out (raised into its waiter by the timer)."""
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(_QueueTimeout())
-
-
-@dataclass
-class _Waiter:
-    future: asyncio.Future[WorkerProcess]
-    only: WorkerProcess | None = None  # a strict session's worker
-    only_slot: Slot | None = None  # an OOM retry's grown slot
-    queued_at: float = field(default_factory=time.monotonic)
 
 
 class Pool:
@@ -118,7 +103,7 @@ class Pool:
         )
         self._slots: list[Slot] = []
         self._draining: set[WorkerProcess] = set()
-        self._queue: deque[_Waiter] = deque()
+        self._queue = CallQueue(name)
         self._changed = asyncio.Condition()
         self._supervisor: asyncio.Task[None] | None = None
         self._starting: set[asyncio.Task[None]] = set()
@@ -135,7 +120,7 @@ class Pool:
             self._slots.append(Slot(index, self.config.memory_limit))
         for slot in self._slots:
             self._spawn(slot)
-        self._supervisor = asyncio.create_task(self._supervise(), name=f"pool {self.name} supervisor")
+        self._supervisor = asyncio.create_task(supervise(self), name=f"pool {self.name} supervisor")
 
     async def wait_ready(self, timeout: float | None = None) -> PoolInfo:
         """Until every slot has a ready worker, or every first start is over with at least one
@@ -171,10 +156,7 @@ class Pool:
             return
         self.state = PoolState.CLOSING
         grace = self.config.cancel_grace if grace is None else grace
-        while self._queue:
-            waiter = self._queue.popleft()
-            if not waiter.future.done():
-                waiter.future.set_exception(Unavailable(f"pool {self.name!r} is being deleted"))
+        self._queue.fail_all(Unavailable(f"pool {self.name!r} is being deleted"))
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -261,10 +243,7 @@ class Pool:
             )
             self.state = PoolState.FAILED
             self.observer.pool_failed(self, self.failure.message)
-            while self._queue:
-                waiter = self._queue.popleft()
-                if not waiter.future.done():
-                    waiter.future.set_exception(self.failure)
+            self._queue.fail_all(self.failure)
         asyncio.get_running_loop().create_task(self._notify())
 
     def _exited(self, worker: WorkerProcess) -> None:
@@ -289,13 +268,9 @@ class Pool:
         slot.crashes_in_a_row += 1
         delay = min(self.config.restart_backoff * 2 ** (slot.crashes_in_a_row - 1), self.config.max_restart_backoff)
         slot.next_start = time.monotonic() + delay * random.uniform(0.8, 1.2)
-        # Strict waiters for this worker's sessions can never be served now.
-        for waiter in list(self._queue):
-            if waiter.only is worker and not waiter.future.done():
-                self._queue.remove(waiter)
-                waiter.future.set_exception(worker.crash_error())
+        self._queue.fail_bound_to(worker, worker.crash_error())
 
-    def _recycle(self, worker: WorkerProcess, why: str) -> None:
+    def recycle(self, worker: WorkerProcess, why: str) -> None:
         """Replace ``worker`` now; it finishes its calls, then exits (its sessions are lost)."""
         slot = next((s for s in self._slots if s.worker is worker), None)
         if slot is None or worker.state is WorkerState.DRAINING:
@@ -341,24 +316,9 @@ class Pool:
             return
         limit = self.config.max_calls
         if limit and worker.calls_served >= limit:
-            self._recycle(worker, f"served {worker.calls_served} calls (max_calls {limit})")
+            self.recycle(worker, f"served {worker.calls_served} calls (max_calls {limit})")
             return
-        queue = self._queue
-        while queue and self._can_take(worker):
-            chosen = None
-            for waiter in queue:
-                if (waiter.only is None or waiter.only is worker) and (
-                    waiter.only_slot is None or waiter.only_slot.worker is worker
-                ):
-                    chosen = waiter
-                    break
-            if chosen is None:
-                return
-            queue.remove(chosen)
-            if chosen.future.done():
-                continue
-            worker.reserve()
-            chosen.future.set_result(worker)
+        self._queue.hand_to(worker, self._can_take)
 
     async def _acquire(
         self, session_id: str | None, deadline: float | None, only_slot: Slot | None = None
@@ -388,55 +348,20 @@ class Pool:
         else:
             worker = self._free_worker(prefer) if not self._queue else None
         if worker is None:
-            worker = await self._wait_in_queue(
-                _Waiter(asyncio.get_running_loop().create_future(), only, only_slot), deadline
+            worker = await self._queue.wait(
+                Waiter(asyncio.get_running_loop().create_future(), only, only_slot),
+                deadline,
+                max_queue=self.config.max_queue,
+                queue_timeout=self.config.queue_timeout,
+                workers=len(self._slots),
+                on_reject=lambda reason: self.observer.call_rejected(self, reason),
+                on_queued=self._grow,
             )
         else:
             worker.reserve()
         if session_id is not None:
             self.sessions.bind(session_id, worker)
         return worker
-
-    async def _wait_in_queue(self, waiter: _Waiter, deadline: float | None) -> WorkerProcess:
-        if len(self._queue) >= self.config.max_queue:
-            self.observer.call_rejected(self, "queue_full")
-            raise ResourceExhausted(
-                f"pool {self.name!r}: its queue is full ({self.config.max_queue} calls waiting for "
-                f"{len(self._slots)} worker(s)); retry later, or raise max_queue or max_size"
-            )
-        self._queue.append(waiter)
-        self._grow()
-        loop = asyncio.get_running_loop()
-        wait = self.config.queue_timeout
-        by_deadline = deadline is not None and deadline - loop.time() < wait
-        if deadline is not None:
-            wait = min(wait, deadline - loop.time())
-        # A plain timer (not asyncio.timeout): the queue is the hot path under load.
-        timer = loop.call_at(loop.time() + max(wait, 0), _expire, waiter.future)
-        try:
-            return await waiter.future
-        except _QueueTimeout:
-            self._forget(waiter)
-            self.observer.call_rejected(self, "queue_timeout")
-            why = "the call's timeout" if by_deadline else f"queue_timeout ({self.config.queue_timeout:g} s)"
-            raise DeadlineExceeded(
-                f"pool {self.name!r}: waited {loop.time() - waiter.queued_at:.3g} s in the queue behind busy "
-                f"workers and gave up at {why}; {len(self._queue)} call(s) still queued"
-            ) from None
-        except BaseException:
-            self._forget(waiter)
-            raise
-        finally:
-            timer.cancel()
-
-    def _forget(self, waiter: _Waiter) -> None:
-        with contextlib.suppress(ValueError):
-            self._queue.remove(waiter)
-        future = waiter.future
-        if future.done() and not future.cancelled() and future.exception() is None:
-            future.result().unreserve()  # it was handed a worker just as it gave up
-        elif not future.done():
-            future.cancel()
 
     def _grow(self) -> None:
         """Calls queue: add a worker if the pool may grow and none is already starting."""
@@ -625,11 +550,11 @@ class Pool:
             self._spawn(slot)
         extra = sorted(live, key=lambda s: (s.worker is not None and s.worker.inflight, -s.index))
         for slot in extra[: max(len(live) - config.max_size, 0)]:
-            self._remove(slot, f"scaled down to max_size {config.max_size}")
+            self.remove_slot(slot, f"scaled down to max_size {config.max_size}")
         await self._notify()
         return self.info()
 
-    def _remove(self, slot: Slot, why: str) -> None:
+    def remove_slot(self, slot: Slot, why: str) -> None:
         slot.removed = True
         worker = slot.worker
         if worker is None:
@@ -645,78 +570,17 @@ class Pool:
 
     # ---- supervision -------------------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        config = self.config
-        tick = 0.1 if (config.memory_limit or config.max_rss) else 0.25
-        last_beat = last_slow = time.monotonic()
-        while True:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            try:
-                self._watch_memory()
-                if now - last_beat >= self.config.heartbeat_interval:
-                    last_beat = now
-                    self._heartbeat(now)
-                if now - last_slow >= 1.0:
-                    last_slow = now
-                    self._slow_checks()
-                self._restart_due(now)
-            except Exception:
-                logger.exception("pool %s: supervisor check failed", self.name)
-
-    def _workers(self) -> list[WorkerProcess]:
+    def live_workers(self) -> list[WorkerProcess]:
         return [s.worker for s in self._slots if s.worker is not None and s.worker.alive] + list(self._draining)
 
-    def _watch_memory(self) -> None:
-        config = self.config
-        if not (config.memory_limit or config.max_rss):
-            return
-        for worker in self._workers():
-            current = worker.sample_memory()
-            if worker.memory_limit and current > worker.memory_limit and not worker.in_cgroup:
-                # (In a cgroup the kernel enforces the limit on what it charged the group;
-                # RSS also counts shared pages it never charged, and would kill too early.)
-                worker.peak_rss = max(worker.peak_rss, current)
-                worker.kill("out of memory")
-            elif config.max_rss and current > config.max_rss and worker.state is WorkerState.IDLE:
-                self._recycle(worker, f"RSS {current} bytes above max_rss {config.max_rss}")
+    def live_slots(self) -> list[Slot]:
+        return [s for s in self._slots if not s.removed]
 
-    def _heartbeat(self, now: float) -> None:
-        timeout = self.config.heartbeat_timeout
-        for worker in self._workers():
-            if worker.ready is None:
-                continue
-            silent = now - worker.last_pong
-            if silent > timeout:
-                worker.kill(f"stopped answering heartbeats for {silent:.1f} s")
-            else:
-                worker.ping()
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
-    def _slow_checks(self) -> None:
-        config = self.config
-        for session in self.sessions.expire():
-            if session.worker.alive:
-                session.worker.drop_session(session.id)
-        now = time.time()
-        live = [s for s in self._slots if not s.removed]
-        for slot in live:
-            worker = slot.worker
-            if worker is None or worker.ready is None:
-                continue
-            if config.ttl and now - worker.ready_at > config.ttl:
-                self._recycle(worker, f"lived past its ttl of {config.ttl:g} s")
-        idle = [
-            s
-            for s in live
-            if s.worker is not None
-            and s.worker.state is WorkerState.IDLE
-            and not self._queue
-            and now - max(s.worker.ready_at, s.worker.last_call_end) > config.idle_timeout
-        ]
-        for slot in idle[: max(len(live) - config.min_size, 0)]:
-            self._remove(slot, f"idle for {config.idle_timeout:g} s above min_size {config.min_size}")
-
-    def _restart_due(self, now: float) -> None:
+    def restart_due(self, now: float) -> None:
         if self.failure is not None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
             return
         for slot in self._slots:
@@ -731,40 +595,7 @@ class Pool:
     # ---- views -------------------------------------------------------------------------------
 
     def info(self) -> PoolInfo:
-        now = time.time()
-        workers = []
-        for slot in sorted(self._slots, key=lambda s: s.index):
-            worker = slot.worker
-            current = worker.current_call() if worker is not None else None
-            workers.append(
-                WorkerInfo(
-                    slot=slot.index,
-                    pid=worker.pid if worker is not None else 0,
-                    state=worker.state.value if worker is not None else "restarting",
-                    calls_served=worker.calls_served if worker is not None else 0,
-                    current_command=current.command if current is not None else "",
-                    current_seconds=time.monotonic() - current.started if current is not None else 0.0,
-                    rss=worker.sample_memory() if worker is not None else 0,
-                    peak_rss=worker.peak_rss if worker is not None else 0,
-                    uptime=now - worker.started_at if worker is not None else 0.0,
-                    restarts=slot.restarts,
-                    last_exit=slot.last_exit,
-                    memory_limit=slot.memory_limit,
-                )
-            )
-        return PoolInfo(
-            name=self.name,
-            state=self.state,
-            config=self.config,
-            python=self.python,
-            workers=workers,
-            queued=len(self._queue),
-            sessions=len(self.sessions),
-            commands=dict(self.commands),
-            memory_enforcement=self.memory_enforcement,
-            error=self.failure.message if self.failure else "",
-            error_detail=self.failure.detail if self.failure else "",
-        )
+        return pool_info(self, self._slots)
 
     @property
     def memory_enforcement(self) -> str:
@@ -775,9 +606,6 @@ class Pool:
 
     def worker_states(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for worker in self._workers():
+        for worker in self.live_workers():
             counts[worker.state.value] = counts.get(worker.state.value, 0) + 1
         return counts
-
-
-PoolFactory = Callable[..., Pool]

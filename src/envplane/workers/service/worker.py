@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,12 +27,11 @@ from typing import TYPE_CHECKING, Any
 from envplane.core.processes import forget_group, record_group
 from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
 from envplane.workers.service import bootstrap
-from envplane.workers.service.config import THREAD_VARIABLES
+from envplane.workers.service.launch import WorkerLaunch
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.memory import peak_rss, rss
 
 if TYPE_CHECKING:
-    from envplane.workers.service.cgroups import MemoryCgroups
     from envplane.workers.service.grpc_channel import GrpcChannel
 
 LOADER = "import sys;p=sys.argv[1];exec(compile(open(p).read(),p,'exec'),{'__name__':'__envplane_worker__'})"
@@ -47,24 +45,6 @@ class WorkerState(StrEnum):
     BUSY = "busy"
     DRAINING = "draining"  # finishing its calls before a recycle or a scale-down
     EXITED = "exited"
-
-
-@dataclass
-class WorkerLaunch:
-    """Everything one worker process is started with."""
-
-    python: str
-    handler: str
-    init: str
-    init_args: Any
-    concurrency: int
-    env: Mapping[str, str]
-    cwd: str | None
-    run_dir: Path | None
-    memory_limit: int
-    label: str
-    transport: str = "pipe"
-    cgroups: MemoryCgroups | None = None  # where the memory limit is the kernel's
 
 
 @dataclass
@@ -605,25 +585,3 @@ def _command_error(error: Mapping[str, str], command: str) -> BaseException:
 
 def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
-
-
-def worker_environment(base: Mapping[str, str], python: str, extra: Mapping[str, str], threads: int) -> dict[str, str]:
-    """The worker's variables: the daemon's minus its own Python and uv settings, the env's
-    ``bin`` first on PATH, unbuffered output (logs arrive as printed), thread counts for the
-    numeric libraries (one each by default: N workers × all cores of threads is how pools
-    drown a machine), then the pool's own variables over all of it."""
-    env = {k: v for k, v in base.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON", "ENVPLANE_"))}
-    bin_dir = str(Path(python).parent)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
-    venv = Path(python).parent.parent
-    if (venv / "pyvenv.cfg").exists():
-        env["VIRTUAL_ENV"] = str(venv)
-    env["PYTHONUNBUFFERED"] = "1"
-    for name in THREAD_VARIABLES:
-        env[name] = str(threads)
-    env.update(extra)
-    return env
-
-
-def default_python() -> str:
-    return sys.executable
