@@ -89,6 +89,17 @@ def allocate(mib, hold=5.0):
 def pid():
     return os.getpid()
 
+def escape():
+    # a child in a session of its own: out of the worker's process group, not of its cgroup
+    import subprocess
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True).pid
+
+def shout(size):
+    # one enormous line on stdout, no newline: the log must keep draining the pipe
+    sys.stdout.write("x" * size)
+    sys.stdout.flush()
+    return size
+
 KEPT = []
 
 def grow(mib):

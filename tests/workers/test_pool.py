@@ -175,3 +175,12 @@ async def test_info_describes_each_worker(make_pool: Callable[..., Any]) -> None
     busy = [w for w in pool.info().workers if w.state == "busy"]
     assert len(busy) == 1 and busy[0].current_command == "sleep" and busy[0].current_seconds > 0.1
     await task
+
+
+async def test_a_huge_unterminated_line_never_blocks_the_worker(make_pool: Callable[..., Any]) -> None:
+    pool = await make_pool()
+    assert await pool.execute("shout", [1_000_000], timeout=20) == 1_000_000
+    assert await pool.execute("shout", [3_000_000], timeout=20) == 3_000_000  # far past any pipe buffer
+    await asyncio.sleep(0.2)
+    pieces = [line for line in pool.log.tail(count=0) if line.stream == "stdout" and line.text.startswith("xxx")]
+    assert pieces and all(len(line.text) <= 8192 for line in pieces)

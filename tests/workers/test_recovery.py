@@ -356,3 +356,35 @@ async def test_idle_sessions_expire_after_their_ttl(make_pool: Callable[..., Any
     assert (await pool.execute("counter", session="s"))["n"] == 2
     await until(lambda: pool.info().sessions == 0, timeout=5)
     assert (await pool.execute("counter", session="s"))["n"] == 1  # expired: its state was dropped
+
+
+async def test_a_memory_cgroup_takes_even_escaped_children(make_pool: Callable[..., Any]) -> None:
+    if MemoryCgroups.detect(f"probe-{os.getpid()}") is None:
+        pytest.skip("this host gives the daemon no memory cgroup")
+    pool = await make_pool(memory_limit=500 * 2**20)
+    child = await pool.execute("escape")
+    assert os.getpgid(child) != os.getpgid(ready_pids(pool)[0])  # escaped the process group
+    await pool.close(grace=0.5)
+    await until(lambda: not _alive(child), timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_a_child_holding_the_workers_output_does_not_hide_its_death(make_pool: Callable[..., Any]) -> None:
+    """A child the handler started (in a session of its own, so it outlives the group kill)
+    keeps the worker's stdout open: the worker's exit must still be seen at once."""
+    pool = await make_pool()
+    child = await pool.execute("escape")
+    try:
+        with pytest.raises(errors.WorkerCrashed, match="exited with code 7"):
+            await pool.execute("exit_with", [7], timeout=10)
+        assert await pool.execute("echo", ["next"], timeout=10) == "next"
+    finally:
+        os.kill(child, signal.SIGKILL)

@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,13 @@ class MemoryCgroups:
 
     def attach(self, group: Path, pid: int) -> None:
         (group / "cgroup.procs").write_text(str(pid))
+
+    def kill_all(self, group: Path) -> None:
+        """SIGKILL every process in the group: no child escapes it, whatever its session."""
+        with contextlib.suppress(OSError):
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
 
     def oom_killed(self, group: Path) -> bool:
         with contextlib.suppress(OSError, ValueError):

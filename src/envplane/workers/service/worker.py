@@ -28,7 +28,7 @@ from envplane.core.processes import forget_group, record_group
 from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
 from envplane.workers.service import bootstrap
 from envplane.workers.service.launch import WorkerLaunch
-from envplane.workers.service.logs import PoolLog
+from envplane.workers.service.logs import MAX_LINE, PoolLog
 from envplane.workers.service.memory import peak_rss, rss
 
 if TYPE_CHECKING:
@@ -144,6 +144,7 @@ class WorkerProcess:
         self._marker: Path | None = None
         self._grpc: GrpcChannel | None = None
         self._cgroup: Path | None = None
+        self._pumps: list[asyncio.Task[None]] = []
         self.cgroup_oom = False  # the kernel's OOM killer ended it, in its memory cgroup
 
     # ---- start and stop -------------------------------------------------------------------
@@ -154,6 +155,10 @@ class WorkerProcess:
         calls_r, calls_w = os.pipe()
         control_r, control_w = os.pipe()
         replies_r, replies_w = os.pipe()
+        # stdout/stderr are pipes of our own, not asyncio's: a child the handler started may keep
+        # them open after the worker died, and asyncio's wait() would wait for that child too.
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
         child_ends = (calls_r, control_r, replies_w)
         spec = {
             "handler": launch.handler,
@@ -172,19 +177,19 @@ class WorkerProcess:
                 ",".join(map(str, child_ends)),
                 json.dumps(spec),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=out_w,
+                stderr=err_w,
                 pass_fds=child_ends,
                 start_new_session=True,
                 env=dict(launch.env),
                 cwd=launch.cwd or None,
             )
         except BaseException:
-            for fd in (*child_ends, calls_w, control_w, replies_r):
+            for fd in (calls_w, control_w, replies_r, out_r, err_r):
                 os.close(fd)
             raise
         finally:
-            for fd in child_ends:
+            for fd in (*child_ends, out_w, err_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pid = self._proc.pid
@@ -205,12 +210,11 @@ class WorkerProcess:
         self._replies_in, _ = await loop.connect_read_pipe(
             lambda: _Replies(self), os.fdopen(replies_r, "rb", buffering=0)
         )
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        self._tasks = [
-            asyncio.create_task(self._pump(self._proc.stdout, "stdout")),
-            asyncio.create_task(self._pump(self._proc.stderr, "stderr")),
-            asyncio.create_task(self._watch()),
+        self._pumps = [
+            asyncio.create_task(self._pump(out_r, "stdout")),
+            asyncio.create_task(self._pump(err_r, "stderr")),
         ]
+        self._tasks = [*self._pumps, asyncio.create_task(self._watch())]
 
     async def wait_ready(self, timeout: float) -> Ready:
         """The handshake, or the reason there is none (raised as WorkerCrashed)."""
@@ -293,6 +297,10 @@ class WorkerProcess:
         await self._release_cgroup()
         if self._marker is not None:
             forget_group(self._marker)
+        # Its last words, then stop reading: an escaped child may hold the pipes for ever.
+        await asyncio.wait(self._pumps, timeout=0.5)
+        for pump in self._pumps:
+            pump.cancel()
         for transport in (self._calls_out, self._control_out):
             if transport is not None:
                 transport.close()
@@ -316,6 +324,7 @@ class WorkerProcess:
             self.exit_cause = "out of memory"
             self.cgroup_oom = True
             self.peak_rss = cgroups.peak(group) or self.peak_rss
+        cgroups.kill_all(group)  # what left the process group (setsid) is still in the cgroup
         for _ in range(50):  # the killed processes leave the group as they are reaped
             cgroups.remove(group)
             if not group.exists():
@@ -323,10 +332,33 @@ class WorkerProcess:
             await asyncio.sleep(0.02)
         self._cgroup = None
 
-    async def _pump(self, stream: asyncio.StreamReader, name: str) -> None:
-        with contextlib.suppress(ValueError, ConnectionError):
-            while line := await stream.readline():
-                self.log.add(self.slot, self.pid, name, line)
+    async def _pump(self, fd: int, name: str) -> None:
+        """Copy the worker's output to its log, line by line, always draining the pipe: a line
+        without an end (a progress bar, a huge dump) is cut at ``MAX_LINE``, never waited for,
+        so a handler can never block on a full stdout."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader(limit=1 << 16)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb", buffering=0)
+        )
+        try:
+            await self._copy(stream, name)
+        finally:
+            transport.close()
+
+    async def _copy(self, stream: asyncio.StreamReader, name: str) -> None:
+        pending = b""
+        with contextlib.suppress(ConnectionError):
+            while chunk := await stream.read(1 << 16):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self.log.add(self.slot, self.pid, name, line)
+                while len(pending) > MAX_LINE:
+                    self.log.add(self.slot, self.pid, name, pending[:MAX_LINE])
+                    pending = pending[MAX_LINE:]
+        if pending:
+            self.log.add(self.slot, self.pid, name, pending)
 
     # ---- the channel ----------------------------------------------------------------------
 
