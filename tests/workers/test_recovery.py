@@ -388,3 +388,17 @@ async def test_a_child_holding_the_workers_output_does_not_hide_its_death(make_p
         assert await pool.execute("echo", ["next"], timeout=10) == "next"
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+async def test_close_while_workers_are_starting(handler: Path, transport: str, tmp_path: Path) -> None:
+    import sys
+
+    pool = Pool(
+        PoolConfig(str(handler), min_size=4, transport=transport), python=sys.executable, run_dir=tmp_path / "run"
+    )
+    await pool.start()
+    await asyncio.sleep(0.01)  # some spawned, none ready
+    started = time.monotonic()
+    await pool.close(grace=0.2)
+    assert time.monotonic() - started < 5
+    assert pool.state is PoolState.CLOSED and not list((tmp_path / "run").glob("worker.*"))

@@ -193,6 +193,15 @@ class WorkerProcess:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.pid = self._proc.pid
+        # Watch it before anything else can be interrupted: from here on, its exit is seen.
+        self._pumps = [
+            asyncio.create_task(self._pump(out_r, "stdout")),
+            asyncio.create_task(self._pump(err_r, "stderr")),
+        ]
+        self._tasks = [*self._pumps, asyncio.create_task(self._watch())]
+        calls_file = os.fdopen(calls_w, "wb", buffering=0)
+        control_file = os.fdopen(control_w, "wb", buffering=0)
+        replies_file = os.fdopen(replies_r, "rb", buffering=0)
         if launch.run_dir is not None:
             self._marker = record_group(launch.run_dir, launch.label, self.pid)
         if launch.cgroups is not None and launch.memory_limit:
@@ -205,16 +214,18 @@ class WorkerProcess:
                     launch.cgroups.remove(self._cgroup)
                     self._cgroup = None
         loop = asyncio.get_running_loop()
-        self._calls_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(calls_w, "wb", buffering=0))
-        self._control_out, _ = await loop.connect_write_pipe(asyncio.Protocol, os.fdopen(control_w, "wb", buffering=0))
-        self._replies_in, _ = await loop.connect_read_pipe(
-            lambda: _Replies(self), os.fdopen(replies_r, "rb", buffering=0)
-        )
-        self._pumps = [
-            asyncio.create_task(self._pump(out_r, "stdout")),
-            asyncio.create_task(self._pump(err_r, "stderr")),
-        ]
-        self._tasks = [*self._pumps, asyncio.create_task(self._watch())]
+        try:
+            self._calls_out, _ = await loop.connect_write_pipe(asyncio.Protocol, calls_file)
+            self._control_out, _ = await loop.connect_write_pipe(asyncio.Protocol, control_file)
+            self._replies_in, _ = await loop.connect_read_pipe(lambda: _Replies(self), replies_file)
+        except BaseException:  # cancelled half-way (the pool closes while it starts)
+            self.kill("stopped while starting")
+            for transport in (self._calls_out, self._control_out, self._replies_in):
+                if transport is not None:
+                    transport.close()
+            for file in (calls_file, control_file, replies_file):
+                file.close()
+            raise
 
     async def wait_ready(self, timeout: float) -> Ready:
         """The handshake, or the reason there is none (raised as WorkerCrashed)."""
@@ -261,6 +272,8 @@ class WorkerProcess:
 
     async def close(self, grace: float) -> None:
         """Let running calls finish for ``grace`` seconds, then kill; reaped when this returns."""
+        if self._proc is None:  # never spawned
+            return
         if self.exit_code is None:
             self.stop_gracefully()
             if not await self.wait_exited(grace):
@@ -338,9 +351,12 @@ class WorkerProcess:
         so a handler can never block on a full stdout."""
         loop = asyncio.get_running_loop()
         stream = asyncio.StreamReader(limit=1 << 16)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb", buffering=0)
-        )
+        file = os.fdopen(fd, "rb", buffering=0)
+        try:
+            transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), file)
+        except BaseException:
+            file.close()
+            raise
         try:
             await self._copy(stream, name)
         finally:
