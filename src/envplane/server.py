@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -39,10 +39,12 @@ from envplane.core.files import write_atomic
 from envplane.environments.capability import EnvironmentsCapability
 from envplane.environments.identity import EnvId
 from envplane.environments.service import EnvironmentService, EnvStatus
+from envplane.environments.service.engine import ENVIRONMENT
+from envplane.environments.service.events import EventType
 from envplane.errors import FailedPrecondition
 from envplane.store import Store
 from envplane.workers.capability import WorkersCapability
-from envplane.workers.service.worker_service import EnvTarget
+from envplane.workers.service.worker_service import EnvChange, EnvTarget
 
 logger = logging.getLogger("envplane.server")
 STATE_FILE = "daemon.json"
@@ -60,8 +62,17 @@ class EnvironmentsForWorkers:
     """What the workers capability needs of the environments one (``EnvironmentAccess``), over
     the environments service: capabilities never import each other, the daemon joins them."""
 
-    def __init__(self, service: EnvironmentService) -> None:
+    CHANGES = (
+        EventType.DEPENDENCIES_ADDED,
+        EventType.DEPENDENCIES_UPDATED,
+        EventType.DEPENDENCIES_REMOVED,
+        EventType.ENVIRONMENT_SYNCED,
+        EventType.ENVIRONMENT_DELETED,
+    )
+
+    def __init__(self, service: EnvironmentService, core: Core) -> None:
         self.service = service
+        self.core = core
 
     async def target(self, workflow_id: str, node_id: str, version_id: str) -> EnvTarget:
         env = EnvId.parse(workflow_id, node_id, version_id)
@@ -78,12 +89,18 @@ class EnvironmentsForWorkers:
     ) -> None:
         await self.service.add_deps(EnvId.parse(workflow_id, node_id, version_id), packages, deadline=deadline)
 
+    async def changes(self) -> AsyncIterator[EnvChange]:
+        async for event in self.core.bus.live(types=self.CHANGES, kinds=[ENVIRONMENT]):
+            subject = event.subject
+            deleted = event.type == EventType.ENVIRONMENT_DELETED
+            yield EnvChange(subject.workflow_id, subject.node_id, subject.version_id, event.type, deleted)
+
 
 def compose(core: Core) -> list[Capability]:
     """The capabilities of this daemon, in start order (stopped in reverse). A capability that
     needs another gets that one's service here (workers get the environments service)."""
     environments = EnvironmentsCapability(core)
-    workers = WorkersCapability(core, EnvironmentsForWorkers(environments.service))
+    workers = WorkersCapability(core, EnvironmentsForWorkers(environments.service, core))
     return [ActivityCapability(core), environments, workers]
 
 

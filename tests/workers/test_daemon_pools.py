@@ -12,6 +12,7 @@ import pytest
 from envplane import errors
 from envplane.client import EnvplaneClient
 from tests.support.daemons import ThreadDaemon
+from tests.support.waiting import eventually
 from tests.workers.handlers import BASIC, BROKEN, write_handler
 
 
@@ -164,3 +165,33 @@ def test_add_grpcio_puts_it_in_the_env_for_the_grpc_transport(
         assert client.workers.execute(pool.name, "echo", [b"over grpc"]) == b"over grpc"
         assert list(client.workers.execute_stream(pool.name, "count", [3])) == [0, 1, 2]
         client.workers.delete_pool(pool.name)
+
+
+VERSION_HANDLER = """
+import alpha
+
+def version():
+    return alpha.__version__
+"""
+
+
+def test_a_pool_follows_its_environment(client: EnvplaneClient, tmp_path: Path, wf: str) -> None:
+    """Its env's packages change: the workers are recycled onto the new build. Its env is
+    deleted: the pool fails, saying so (the definition stays until deleted)."""
+    client.environments.create(wf, "follow", packages=["alpha==1.0.0"])
+    handler = str(write_handler(tmp_path, "versions", VERSION_HANDLER))
+    name = f"{wf}-follow"
+    pool = client.workers.create_pool(name, wf, "follow", handler, min_size=2)
+    old_pids = {w.pid for w in pool.workers}
+    assert client.workers.execute(name, "version") == "1.0.0"
+    client.environments.update_deps(wf, "follow", ["alpha==2.0.0"])
+    eventually(lambda: client.workers.execute(name, "version") == "2.0.0", timeout=30, what="the new alpha")
+    shown = client.workers.get_pool(name, wait_ready=30)
+    assert not {w.pid for w in shown.workers} & old_pids
+    assert all("environment" in w.last_exit and "changed" in w.last_exit for w in shown.workers)
+    client.environments.delete(wf, "follow")
+    eventually(lambda: client.workers.get_pool(name).state == "failed", timeout=30, what="the pool to fail")
+    assert "was deleted" in client.workers.get_pool(name).error
+    with pytest.raises(errors.PoolFailed, match="was deleted"):
+        client.workers.execute(name, "version")
+    client.workers.delete_pool(name)

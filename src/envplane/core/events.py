@@ -156,6 +156,22 @@ class EventBus:
         finally:
             self._subscribers.discard(queue)
 
+    async def live(self, *, types: Sequence[str] = (), kinds: Sequence[str] = ()) -> AsyncIterator[EventRecord]:
+        """Events published from now on, no replay: how one capability reacts in-process to
+        another's changes (workers recycle a pool whose environment changed). Ends when the
+        bus closes; a subscriber that fell behind is resubscribed (it lost what overflowed)."""
+        wanted, wanted_kinds = set(types), set(kinds)
+        with self._subscription() as queue:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    if self._closed:
+                        return
+                    self._subscribers.add(queue)
+                    continue
+                if (not wanted or item.type in wanted) and (not wanted_kinds or item.subject.kind in wanted_kinds):
+                    yield item
+
     async def check_resumable(self, after: int) -> None:
         await self._store.run(lambda s: check_resumable(s, after))
 

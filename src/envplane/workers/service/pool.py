@@ -570,6 +570,22 @@ class Pool:
 
     # ---- supervision -------------------------------------------------------------------------
 
+    def recycle_all(self, why: str) -> None:
+        """Replace every worker (its replacement starts at once, it drains): a rolling restart."""
+        for slot in self.live_slots():
+            if slot.worker is not None and slot.worker.state in (WorkerState.IDLE, WorkerState.BUSY):
+                self.recycle(slot.worker, why)
+
+    async def fail(self, message: str) -> None:
+        """The pool cannot serve any more (its env is gone): FAILED with ``message``, workers stopped."""
+        self.failure = PoolFailed(message)
+        self.state = PoolState.FAILED
+        self._queue.fail_all(self.failure)
+        workers = [s.worker for s in self._slots if s.worker is not None] + list(self._draining)
+        await asyncio.gather(*(w.close(self.config.cancel_grace) for w in workers), return_exceptions=True)
+        self.observer.pool_failed(self, message)
+        await self._notify()
+
     def live_workers(self) -> list[WorkerProcess]:
         return [s.worker for s in self._slots if s.worker is not None and s.worker.alive] + list(self._draining)
 

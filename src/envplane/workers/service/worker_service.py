@@ -55,6 +55,17 @@ class EnvTarget:
     project_dir: str  # the workers' default working directory
 
 
+@dataclass(frozen=True)
+class EnvChange:
+    """An environment's packages or venv changed (``deleted``: it is gone)."""
+
+    workflow_id: str
+    node_id: str
+    version_id: str
+    why: str  # the environments event, e.g. "DependenciesAdded"
+    deleted: bool = False
+
+
 class EnvironmentAccess(Protocol):
     """The environments capability, as the workers see it (fulfilled in ``server.compose``)."""
 
@@ -65,6 +76,10 @@ class EnvironmentAccess(Protocol):
     async def add_packages(
         self, workflow_id: str, node_id: str, version_id: str, packages: list[str], deadline: float | None
     ) -> None: ...
+
+    def changes(self) -> AsyncIterator[EnvChange]:
+        """Every change to any env from now on, as it is committed (until the daemon stops)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,7 @@ class WorkerService:
         self._pools: dict[str, _Managed] = {}
         self._locks = KeyedLocks("pool")
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._follower: asyncio.Task[None] | None = None
         self._closed = False
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -114,11 +130,31 @@ class WorkerService:
             pool = self._pool(stored, target)
             self._pools[stored.name] = _Managed(stored, pool)
             await pool.start()
+        self._follower = asyncio.create_task(self._follow_environments(), name="workers: environment changes")
         return len(self._pools)
+
+    async def _follow_environments(self) -> None:
+        """A pool's workers run its env's interpreter and packages: when the env changes, the
+        workers are recycled one by one onto the new build (each replacement starts before its
+        old worker drains); when the env is deleted, the pool fails, saying so."""
+        async for change in self.environments.changes():
+            env = (change.workflow_id, change.node_id, change.version_id)
+            where = "/".join(part for part in env if part)
+            for managed in list(self._pools.values()):
+                if _env_of(managed.stored) != env or managed.pool.state is not PoolState.READY:
+                    continue
+                if change.deleted:
+                    await managed.pool.fail(f"pool {managed.stored.name!r}: its environment {where} was deleted")
+                else:
+                    managed.pool.recycle_all(f"its environment {where} changed ({change.why})")
 
     async def close(self) -> None:
         """Stop every pool (running calls get the shutdown grace). Safe twice."""
         self._closed = True
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         grace = self.core.settings.shutdown_grace_seconds
         pools = [managed.pool for managed in self._pools.values()]
         await asyncio.gather(*(pool.close(grace) for pool in pools), return_exceptions=True)
