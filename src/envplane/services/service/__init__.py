@@ -1,0 +1,1 @@
+"""The services capability's service layer (no transport code)."""
