@@ -11,10 +11,10 @@ import pytest
 
 from envplane.client import EnvplaneClient
 from tests.support.daemons import ProcessDaemon
+from tests.support.processes import process_running
 from tests.support.settings import as_environment, offline_settings
 from tests.support.waiting import eventually
 from tests.workers.handlers import BASIC, write_handler
-from tests.workers.test_orphans import alive
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +51,11 @@ def test_kill_9_of_the_daemon(make_daemon: Callable[[str], ProcessDaemon], tmp_p
     bystanders = _pool(other, handler, "p")  # same pool name, another data dir
     first.kill9()
     killed = time.monotonic()
-    eventually(lambda: not any(alive(pid) for pid in pids), timeout=5, what="the dead daemon's workers to exit")
+    eventually(
+        lambda: not any(process_running(pid) for pid in pids), timeout=5, what="the dead daemon's workers to exit"
+    )
     assert time.monotonic() - killed < 2.0
-    assert all(alive(pid) for pid in bystanders)
+    assert all(process_running(pid) for pid in bystanders)
 
     first.start()  # same data dir: the declared pool comes back with fresh workers
     with EnvplaneClient(first.grpc_addr, timeout=120) as client:
@@ -61,7 +63,7 @@ def test_kill_9_of_the_daemon(make_daemon: Callable[[str], ProcessDaemon], tmp_p
         assert pool.state == "ready" and len(pool.workers) == 2
         assert not {w.pid for w in pool.workers} & set(pids)
         assert client.workers.execute("p", "echo", [1]) == 1
-    assert all(alive(pid) for pid in bystanders)  # the restart killed nothing of the other daemon
+    assert all(process_running(pid) for pid in bystanders)  # the restart killed nothing of the other daemon
     with EnvplaneClient(other.grpc_addr, timeout=60) as client:
         assert client.workers.execute("p", "pid") in bystanders
 
@@ -73,7 +75,7 @@ def test_clean_stop_stops_workers_and_restart_restores_pools(
     daemon = make_daemon("d").start()
     pids = _pool(daemon, handler, "kept")
     assert daemon.stop() == 0
-    assert not any(alive(pid) for pid in pids)
+    assert not any(process_running(pid) for pid in pids)
     assert not list((daemon.data_dir / "run").glob("worker.*"))  # markers gone with their workers
     daemon.start()
     with EnvplaneClient(daemon.grpc_addr, timeout=60) as client:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 from envplane.core.processes import kill_orphans, record_group
+from tests.support.processes import process_running
 
 HOST = textwrap.dedent(
     """
@@ -41,17 +41,6 @@ def spawn_child():
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie waiting for its reaper is dead
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def start_host(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, object]]:
     handler = tmp_path / "spawner.py"
     handler.write_text(SPAWNER)
@@ -69,14 +58,14 @@ def start_host(tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, object]
 def test_workers_die_within_two_seconds_of_a_kill_9(tmp_path: Path) -> None:
     host, started = start_host(tmp_path)
     pids = [*started["workers"], started["grandchild"]]  # type: ignore[misc]
-    assert all(alive(pid) for pid in pids)
+    assert all(process_running(pid) for pid in pids)
     host.send_signal(signal.SIGKILL)
     host.wait()
     host.stdout.close()  # type: ignore[union-attr]
     killed_at = time.monotonic()
-    while any(alive(pid) for pid in pids) and time.monotonic() - killed_at < 5:
+    while any(process_running(pid) for pid in pids) and time.monotonic() - killed_at < 5:
         time.sleep(0.02)
-    assert not any(alive(pid) for pid in pids)
+    assert not any(process_running(pid) for pid in pids)
     assert time.monotonic() - killed_at < 2
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from envplane import errors
 from envplane.workers import PoolState
-from envplane.workers.service.worker import Pickled
+from envplane.workers.service.channel import Pickled
 
 
 async def test_every_handler_kind(make_pool: Callable[..., Any]) -> None:

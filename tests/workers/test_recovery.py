@@ -16,15 +16,9 @@ import pytest
 from envplane import errors
 from envplane.workers import Pool, PoolConfig, PoolState
 from envplane.workers.service.cgroups import MemoryCgroups
+from tests.support.processes import process_running
+from tests.support.waiting import eventually_async
 from tests.workers.handlers import BAD_INIT, BROKEN, write_handler
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def ready_pids(pool: Pool) -> list[int]:
@@ -115,13 +109,13 @@ async def test_stream_timeout(make_pool: Callable[..., Any]) -> None:
 async def test_kill_9_mid_call_fails_unavailable_and_the_worker_comes_back(make_pool: Callable[..., Any]) -> None:
     pool = await make_pool(min_size=2)
     task = asyncio.create_task(pool.execute("sleep", [30]))
-    await until(lambda: any(w.state == "busy" for w in pool.info().workers))
+    await eventually_async(lambda: any(w.state == "busy" for w in pool.info().workers), timeout=10)
     victim = next(w.pid for w in pool.info().workers if w.state == "busy")
     os.kill(victim, signal.SIGKILL)
     with pytest.raises(errors.WorkerCrashed, match="killed by SIGKILL") as caught:
         await asyncio.wait_for(task, 5)
     assert isinstance(caught.value, errors.Unavailable)
-    await until(lambda: len(ready_pids(pool)) == 2)
+    await eventually_async(lambda: len(ready_pids(pool)) == 2, timeout=10)
     assert victim not in ready_pids(pool)
     assert sum(w.restarts for w in pool.info().workers) == 1
     assert await pool.execute("echo", [2]) == 2
@@ -170,7 +164,7 @@ async def test_pool_never_hangs_while_workers_are_killed(make_pool: Callable[...
     served = [r for r in results if isinstance(r, int)]
     assert len(crashed) + len(served) == 60, [r for r in results if not isinstance(r, (int, errors.WorkerCrashed))]
     assert served
-    await until(lambda: len(ready_pids(pool)) == 3)
+    await eventually_async(lambda: len(ready_pids(pool)) == 3, timeout=10)
 
 
 @pytest.fixture(params=["cgroup", "watchdog"])
@@ -220,7 +214,7 @@ async def test_hung_worker_is_found_by_heartbeats(make_pool: Callable[..., Any])
     pool = await make_pool(heartbeat_interval=0.2, heartbeat_timeout=1.0)
     [pid] = ready_pids(pool)
     os.kill(pid, signal.SIGSTOP)  # frozen: no pongs
-    await until(lambda: pid not in ready_pids(pool) and len(ready_pids(pool)) == 1, timeout=10)
+    await eventually_async(lambda: pid not in ready_pids(pool) and len(ready_pids(pool)) == 1, timeout=10)
     assert "heartbeats" in pool.info().workers[0].last_exit
 
 
@@ -241,7 +235,7 @@ async def test_recycle_after_max_calls(make_pool: Callable[..., Any]) -> None:
 async def test_recycle_after_ttl(make_pool: Callable[..., Any]) -> None:
     pool = await make_pool(ttl=1.0)
     first = await pool.execute("pid")
-    await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != first, timeout=10)
+    await eventually_async(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != first, timeout=10)
     assert await pool.execute("pid") != first
 
 
@@ -249,7 +243,7 @@ async def test_session_on_a_dead_worker_is_lost_never_moved(make_pool: Callable[
     pool = await make_pool(min_size=2, affinity="hint")
     reply = await pool.execute("counter", session="s")
     os.kill(reply["pid"], signal.SIGKILL)
-    await until(lambda: reply["pid"] not in ready_pids(pool) and len(ready_pids(pool)) == 2)
+    await eventually_async(lambda: reply["pid"] not in ready_pids(pool) and len(ready_pids(pool)) == 2, timeout=10)
     with pytest.raises(errors.SessionLost, match=r"lost its state.*SIGKILL"):
         await pool.execute("counter", session="s")
     assert (await pool.execute("counter", session="t"))["n"] == 1
@@ -261,7 +255,7 @@ async def test_scale_up_and_down(make_pool: Callable[..., Any]) -> None:
     await pool.wait_ready(30)
     assert len(ready_pids(pool)) == 3
     await pool.scale(1, 1)
-    await until(lambda: len(pool.info().workers) == 1)
+    await eventually_async(lambda: len(pool.info().workers) == 1, timeout=10)
     assert await pool.execute("echo", [1]) == 1
 
 
@@ -335,7 +329,7 @@ async def test_threaded_function_is_recycled_async_one_cancelled_in_place(make_p
     assert ready_pids(pool) == [pid]
     with pytest.raises(errors.DeadlineExceeded):
         await pool.execute("sleep", [30], timeout=0.2)
-    await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != pid)
+    await eventually_async(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != pid, timeout=10)
     assert "did not stop within 0.3 s" in pool.info().workers[0].last_exit
 
 
@@ -346,7 +340,7 @@ async def test_recycle_when_rss_passes_max_rss(make_pool: Callable[..., Any]) ->
     keep = await pool.execute("echo", [1])  # small: stays
     assert keep == 1 and await pool.execute("pid") == first
     await pool.execute("grow", [150])  # keeps 150 MiB alive in the worker, between calls
-    await until(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != first, timeout=10)
+    await eventually_async(lambda: bool(ready_pids(pool)) and ready_pids(pool)[0] != first, timeout=10)
     assert "max_rss" in pool.info().workers[0].last_exit
 
 
@@ -354,7 +348,7 @@ async def test_idle_sessions_expire_after_their_ttl(make_pool: Callable[..., Any
     pool = await make_pool(session_ttl=0.5, min_size=2)
     assert (await pool.execute("counter", session="s"))["n"] == 1
     assert (await pool.execute("counter", session="s"))["n"] == 2
-    await until(lambda: pool.info().sessions == 0, timeout=5)
+    await eventually_async(lambda: pool.info().sessions == 0, timeout=5)
     assert (await pool.execute("counter", session="s"))["n"] == 1  # expired: its state was dropped
 
 
@@ -365,40 +359,4 @@ async def test_a_memory_cgroup_takes_even_escaped_children(make_pool: Callable[.
     child = await pool.execute("escape")
     assert os.getpgid(child) != os.getpgid(ready_pids(pool)[0])  # escaped the process group
     await pool.close(grace=0.5)
-    await until(lambda: not _alive(child), timeout=5)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().rpartition(")")[2].split()[0] != "Z"
-
-
-async def test_a_child_holding_the_workers_output_does_not_hide_its_death(make_pool: Callable[..., Any]) -> None:
-    """A child the handler started (in a session of its own, so it outlives the group kill)
-    keeps the worker's stdout open: the worker's exit must still be seen at once."""
-    pool = await make_pool()
-    child = await pool.execute("escape")
-    try:
-        with pytest.raises(errors.WorkerCrashed, match="exited with code 7"):
-            await pool.execute("exit_with", [7], timeout=10)
-        assert await pool.execute("echo", ["next"], timeout=10) == "next"
-    finally:
-        os.kill(child, signal.SIGKILL)
-
-
-async def test_close_while_workers_are_starting(handler: Path, transport: str, tmp_path: Path) -> None:
-    import sys
-
-    pool = Pool(
-        PoolConfig(str(handler), min_size=4, transport=transport), python=sys.executable, run_dir=tmp_path / "run"
-    )
-    await pool.start()
-    await asyncio.sleep(0.01)  # some spawned, none ready
-    started = time.monotonic()
-    await pool.close(grace=0.2)
-    assert time.monotonic() - started < 5
-    assert pool.state is PoolState.CLOSED and not list((tmp_path / "run").glob("worker.*"))
+    await eventually_async(lambda: not process_running(child), timeout=5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from fastapi.responses import StreamingResponse
 from google.protobuf.descriptor import Descriptor
@@ -23,8 +23,9 @@ from envplane.errors import EnvplaneError
 NDJSON = "application/x-ndjson"
 
 
-def ndjson_response_doc(descriptor: Descriptor, what: str) -> dict[str, Any]:
-    """The OpenAPI entry of such a route's 200 answer."""
+def ndjson_response_doc(message: type[Message], what: str) -> dict[str, Any]:
+    """The OpenAPI entry of such a route's 200 answer: lines of ``message``."""
+    descriptor = cast(Descriptor, message.DESCRIPTOR)  # the C (upb) descriptor has the same interface
     return {
         "description": f"One JSON object per line: {what}; an error object with http_status as the last line "
         "if the stream fails after it started.",

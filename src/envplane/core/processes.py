@@ -96,6 +96,22 @@ async def run_group(
     )
 
 
+DAEMON_ONLY_VARIABLES = ("UV_", "VIRTUAL_ENV", "PYTHON")  # prefixes the daemon's own interpreter and uv use
+
+
+def venv_environment(
+    base: Mapping[str, str], venv: Path | None, bin_dir: Path, *, drop: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Variables for a child that runs an env's interpreter: ``base`` without the daemon's own
+    Python and uv settings (nor the ``drop`` prefixes), the env's ``bin_dir`` first on PATH,
+    and ``VIRTUAL_ENV`` naming the env's venv when there is one."""
+    variables = {k: v for k, v in base.items() if not k.startswith(DAEMON_ONLY_VARIABLES + drop)}
+    variables["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
+    if venv is not None:
+        variables["VIRTUAL_ENV"] = str(venv)
+    return variables
+
+
 def record_group(run_dir: Path, label: str, pgid: int) -> Path:
     """Write the marker of a process group in flight: its id and its leader's start time, so a
     later start never kills a group whose id the kernel has since given to someone else."""

@@ -23,10 +23,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from envplane.workers.service.channel import Pickled
     from envplane.workers.service.config import PoolConfig
     from envplane.workers.service.pool import Pool
     from envplane.workers.service.views import PoolInfo, PoolState, WorkerInfo
-    from envplane.workers.service.worker import Pickled
 
 __all__ = ["Pickled", "Pool", "PoolConfig", "PoolInfo", "PoolState", "WorkerInfo"]
 
@@ -36,7 +36,7 @@ _LAZY = {
     "PoolInfo": "envplane.workers.service.views",
     "PoolState": "envplane.workers.service.views",
     "WorkerInfo": "envplane.workers.service.views",
-    "Pickled": "envplane.workers.service.worker",
+    "Pickled": "envplane.workers.service.channel",
 }
 
 

@@ -17,7 +17,7 @@ from envplane.errors import CommandError, InvalidArgument
 from envplane.v1 import workers_pb2 as pb
 from envplane.workers import messages
 from envplane.workers.service.bootstrap import dumps_value, loads_value
-from envplane.workers.service.worker import Pickled
+from envplane.workers.service.channel import Pickled
 from envplane.workers.service.worker_service import WorkerService
 
 
@@ -50,10 +50,8 @@ async def create_pool(service: WorkerService, request: pb.CreatePoolRequest, *, 
 
 
 async def delete_pool(service: WorkerService, request: pb.DeletePoolRequest) -> pb.DeletePoolResponse:
-    grace = request.grace_seconds
-    if not math.isfinite(grace) or grace < 0:
-        raise InvalidArgument(f"grace_seconds must be >= 0, got {grace}")
-    view, operation_id = await service.delete(request.name, grace=grace or None)
+    grace = _seconds("grace_seconds", request.grace_seconds)
+    view, operation_id = await service.delete(request.name, grace=grace)
     return pb.DeletePoolResponse(pool=messages.pool(view), operation_id=operation_id)
 
 

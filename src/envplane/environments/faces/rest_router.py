@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from envplane.api.rest_errors import ERROR_RESPONSES
 from envplane.api.rest_params import TimeoutHeader, deadline_from, int32
-from envplane.api.rest_proto import ProtoResponse, message_schema, proto_response
-from envplane.api.rest_streams import ndjson
+from envplane.api.rest_proto import ProtoResponse, proto_response
+from envplane.api.rest_streams import ndjson, ndjson_response_doc
 from envplane.environments import handlers, wire
 from envplane.environments.service import EnvironmentService
 from envplane.v1 import environments_pb2 as pb
@@ -78,11 +78,7 @@ def _deps_request(workflow_id: str, node_id: str, version_id: str, body: DepsBod
     )
 
 
-_NDJSON_PROGRESS = {
-    "description": "One JSON object per line: CreateEnvProgress (the last carries the environment), "
-    "or an error object with http_status as the last line.",
-    "content": {"application/x-ndjson": {"schema": message_schema(pb.CreateEnvProgress.DESCRIPTOR)}},
-}
+_NDJSON_PROGRESS = ndjson_response_doc(pb.CreateEnvProgress, "CreateEnvProgress (the last carries the environment)")
 _DEPS_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: proto_response(pb.DepsResponse, "the env after the change, the audit record, what changed")
 }

@@ -13,7 +13,7 @@ import time
 from envplane.core.audit import OperationRecord, OpStatus
 from envplane.core.capability import Tx
 from envplane.core.files import write_atomic
-from envplane.core.processes import ProcessResult, run_group
+from envplane.core.processes import ProcessResult, run_group, venv_environment
 from envplane.environments.identity import EnvId
 from envplane.environments.service import queries
 from envplane.environments.service.engine import OperationEngine
@@ -89,8 +89,7 @@ async def _run_python(engine: OperationEngine, env: EnvId, code: str, op_id: int
     script = layout.data_dir.tmp / f"run-{op_id}.py"
     await asyncio.to_thread(write_atomic, script, code)
     venv = layout.venv_link(env)
-    variables = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON"))}
-    variables.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    variables = venv_environment(os.environ, venv, venv / "bin")
     try:
         return await run_group(
             [str(layout.python_executable(env)), str(script)],

@@ -6,12 +6,10 @@ and an error object with ``http_status`` as the last line if the stream fails ha
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from google.protobuf.descriptor import Descriptor
-from google.protobuf.message import Message
 
 from envplane.api.rest_errors import ERROR_RESPONSES
 from envplane.api.rest_params import TimeoutHeader, deadline_from, int32
@@ -22,10 +20,6 @@ from envplane.workers import handlers
 from envplane.workers.service.worker_service import WorkerService
 
 POOL = "/pools/{name}"
-
-
-def _ndjson(message: type[Message], what: str) -> dict[str, Any]:
-    return ndjson_response_doc(cast(Descriptor, message.DESCRIPTOR), what)
 
 
 def create_router(service: WorkerService) -> APIRouter:
@@ -95,7 +89,9 @@ def create_router(service: WorkerService) -> APIRouter:
         summary="Run a generator command, streaming its chunks as NDJSON",
         response_class=StreamingResponse,
         openapi_extra=proto_request_body(pb.ExecuteRequest, "the command and its arguments", omit=("pool",)),
-        responses={200: _ndjson(pb.ExecuteStreamResponse, "ExecuteStreamResponse (chunks, then end or error)")},
+        responses={
+            200: ndjson_response_doc(pb.ExecuteStreamResponse, "ExecuteStreamResponse (chunks, then end or error)")
+        },
     )
     async def execute_stream(name: str, request: Request, timeout: TimeoutHeader = None) -> StreamingResponse:
         message = await read_proto_body(request, pb.ExecuteRequest, omit=("pool",))
@@ -106,7 +102,7 @@ def create_router(service: WorkerService) -> APIRouter:
         POOL + "/logs",
         summary="The workers' stdout and stderr (NDJSON; follow for new lines)",
         response_class=StreamingResponse,
-        responses={200: _ndjson(pb.LogLine, "LogLine")},
+        responses={200: ndjson_response_doc(pb.LogLine, "LogLine")},
     )
     async def logs(
         name: str,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from envplane.core.processes import venv_environment
 from envplane.workers.service.config import THREAD_VARIABLES
 
 if TYPE_CHECKING:
@@ -37,12 +37,9 @@ def worker_environment(base: Mapping[str, str], python: str, extra: Mapping[str,
     ``bin`` first on PATH, unbuffered output (logs arrive as printed), thread counts for the
     numeric libraries (one each by default: N workers × all cores of threads is how pools
     drown a machine), then the pool's own variables over all of it."""
-    env = {k: v for k, v in base.items() if not k.startswith(("UV_", "VIRTUAL_ENV", "PYTHON", "ENVPLANE_"))}
-    bin_dir = str(Path(python).parent)
-    env["PATH"] = f"{bin_dir}{os.pathsep}{base.get('PATH', '')}"
-    venv = Path(python).parent.parent
-    if (venv / "pyvenv.cfg").exists():
-        env["VIRTUAL_ENV"] = str(venv)
+    bin_dir = Path(python).parent
+    venv = bin_dir.parent if (bin_dir.parent / "pyvenv.cfg").exists() else None
+    env = venv_environment(base, venv, bin_dir, drop=("ENVPLANE_",))
     env["PYTHONUNBUFFERED"] = "1"
     for name in THREAD_VARIABLES:
         env[name] = str(threads)

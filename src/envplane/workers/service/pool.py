@@ -40,6 +40,7 @@ from envplane.errors import (
     WorkerOutOfMemory,
 )
 from envplane.workers.service.cgroups import MemoryCgroups
+from envplane.workers.service.channel import Pickled
 from envplane.workers.service.config import PoolConfig, check_command_name
 from envplane.workers.service.launch import WorkerLaunch, worker_environment
 from envplane.workers.service.logs import PoolLog
@@ -48,7 +49,7 @@ from envplane.workers.service.queue import CallQueue, Waiter
 from envplane.workers.service.sessions import Sessions, check_session_id
 from envplane.workers.service.supervisor import supervise
 from envplane.workers.service.views import PoolInfo, PoolState, pool_info
-from envplane.workers.service.worker import Pickled, WorkerProcess, WorkerState
+from envplane.workers.service.worker import WorkerProcess, WorkerState
 
 logger = logging.getLogger("envplane.workers")
 STABLE_SECONDS = 30.0  # a worker that lived this long resets its slot's backoff
@@ -116,10 +117,8 @@ class Pool:
         """Start ``min_size`` workers at once (each with its handshake); returns at once."""
         if self._supervisor is not None:
             return
-        for index in range(self.config.min_size):
-            self._slots.append(Slot(index, self.config.memory_limit))
-        for slot in self._slots:
-            self._spawn(slot)
+        for _ in range(self.config.min_size):
+            self._add_slot()
         self._supervisor = asyncio.create_task(supervise(self), name=f"pool {self.name} supervisor")
 
     async def wait_ready(self, timeout: float | None = None) -> PoolInfo:
@@ -141,7 +140,7 @@ class Pool:
     def _settled(self) -> bool:
         if self.failure is not None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
             return True
-        live = [s for s in self._slots if not s.removed]
+        live = self.live_slots()
         if all(s.worker is not None and s.worker.ready for s in live):
             return True
         return all(s.attempted for s in live) and any(s.worker is not None and s.worker.ready for s in live)
@@ -365,11 +364,15 @@ class Pool:
 
     def _grow(self) -> None:
         """Calls queue: add a worker if the pool may grow and none is already starting."""
-        live = [s for s in self._slots if not s.removed]
+        live = self.live_slots()
         if len(live) >= self.config.max_size or self.failure is not None:
             return
         if any(s.worker is not None and s.worker.state is WorkerState.STARTING for s in live):
             return
+        self._add_slot()
+
+    def _add_slot(self) -> None:
+        """A new position (the lowest index free), its worker started at once."""
         used = {s.index for s in self._slots}
         slot = Slot(next(i for i in range(len(used) + 1) if i not in used), self.config.memory_limit)
         self._slots.append(slot)
@@ -542,12 +545,9 @@ class Pool:
         """New bounds: missing workers start at once, extra ones finish their calls and stop."""
         config = self.config.replace(min_size=min_size, max_size=max_size)
         self.config = config
-        live = [s for s in self._slots if not s.removed]
+        live = self.live_slots()
         for _ in range(config.min_size - len(live)):
-            used = {s.index for s in self._slots}
-            slot = Slot(next(i for i in range(len(used) + 1) if i not in used), config.memory_limit)
-            self._slots.append(slot)
-            self._spawn(slot)
+            self._add_slot()
         extra = sorted(live, key=lambda s: (s.worker is not None and s.worker.inflight, -s.index))
         for slot in extra[: max(len(live) - config.max_size, 0)]:
             self.remove_slot(slot, f"scaled down to max_size {config.max_size}")

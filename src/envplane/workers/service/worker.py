@@ -18,15 +18,15 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envplane.core.processes import forget_group, record_group
-from envplane.errors import CommandError, InvalidArgument, WorkerCrashed, WorkerOutOfMemory
+from envplane.errors import InvalidArgument, WorkerCrashed, WorkerOutOfMemory
 from envplane.workers.service import bootstrap
+from envplane.workers.service.channel import END, Call, Pickled, Ready, Replies, command_error, unframe, value_of
 from envplane.workers.service.launch import WorkerLaunch
 from envplane.workers.service.logs import MAX_LINE, PoolLog
 from envplane.workers.service.memory import peak_rss, rss
@@ -45,58 +45,6 @@ class WorkerState(StrEnum):
     BUSY = "busy"
     DRAINING = "draining"  # finishing its calls before a recycle or a scale-down
     EXITED = "exited"
-
-
-@dataclass
-class Call:
-    id: int
-    command: str
-    session: str | None
-    started: float
-    future: asyncio.Future[Any] | None = None  # unary calls
-    chunks: asyncio.Queue[Any] | None = None  # streams: values, then _END or an exception
-    consumed: int = 0
-    abandoned: bool = False
-
-
-_END = object()
-
-
-@dataclass
-class Ready:
-    """The worker's handshake."""
-
-    pid: int
-    python: str
-    executable: str
-    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-class _Replies(asyncio.Protocol):
-    """Frames from the worker, parsed as they arrive."""
-
-    def __init__(self, worker: WorkerProcess) -> None:
-        self.worker = worker
-        self.buffer = bytearray()
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        header = bootstrap.HEADER
-        offset = 0
-        while len(buffer) - offset >= header.size:
-            size, codec = header.unpack_from(buffer, offset)
-            end = offset + header.size + size
-            if len(buffer) < end:
-                break
-            payload = bytes(buffer[offset + header.size : end])
-            offset = end
-            self.worker.on_message(bootstrap.decode(codec, payload))
-        if offset:
-            del buffer[:offset]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.worker.on_channel_closed()
 
 
 class WorkerProcess:
@@ -217,7 +165,7 @@ class WorkerProcess:
         try:
             self._calls_out, _ = await loop.connect_write_pipe(asyncio.Protocol, calls_file)
             self._control_out, _ = await loop.connect_write_pipe(asyncio.Protocol, control_file)
-            self._replies_in, _ = await loop.connect_read_pipe(lambda: _Replies(self), replies_file)
+            self._replies_in, _ = await loop.connect_read_pipe(lambda: Replies(self.on_message), replies_file)
         except BaseException:  # cancelled half-way (the pool closes while it starts)
             self.kill("stopped while starting")
             for transport in (self._calls_out, self._control_out, self._replies_in):
@@ -386,25 +334,18 @@ class WorkerProcess:
         call = self.calls.get(message.get("id", 0))
         if op == "chunk":
             if call is not None and call.chunks is not None and not call.abandoned:
-                call.chunks.put_nowait(_value(message))
+                call.chunks.put_nowait(value_of(message))
             return
         if op in ("result", "error", "end"):
             if call is None:
                 return
-            del self.calls[call.id]
-            self.calls_served += 1
-            self.inflight -= 1
-            self.last_call_end = time.time()
-            if not call.abandoned:
-                if op == "error":
-                    outcome: Any = _command_error(message["error"], call.command)
-                elif op == "result":
-                    outcome = _value(message)
-                else:
-                    outcome = _END
-                self._deliver(call, outcome)
-            self._refresh_state()
-            self._on_call_done(self)
+            if op == "error":
+                outcome: Any = command_error(message["error"], call.command)
+            elif op == "result":
+                outcome = value_of(message)
+            else:
+                outcome = END
+            self._end_call(call, outcome, served=True)
             return
         if op == "ready":
             self.ready = Ready(message["pid"], message["python"], message["executable"], message["commands"])
@@ -419,9 +360,6 @@ class WorkerProcess:
                 self._ready.set_result(self.ready)
         elif op == "init_failed":
             self.init_error = message["error"]
-
-    def on_channel_closed(self) -> None:
-        """The replies pipe closed: the worker is gone or going (``_watch`` reports the exit)."""
 
     @staticmethod
     def _deliver(call: Call, outcome: Any) -> None:
@@ -507,20 +445,29 @@ class WorkerProcess:
         the RPC runs to the command's last frame (the slot is freed by it, as always)."""
         try:
             if call.future is not None:
-                self.on_message(_unframe(await channel.call(frame)))
+                self.on_message(unframe(await channel.call(frame)))
             else:
                 async for reply in channel.stream(frame):
-                    self.on_message(_unframe(reply))
+                    self.on_message(unframe(reply))
         except Exception as exc:
             # A dying worker breaks its RPCs first: let the exit report the real cause.
             if await self.wait_exited(1.0) or call.id not in self.calls:
                 return
-            del self.calls[call.id]
-            self.inflight -= 1
-            if not call.abandoned:
-                self._deliver(call, WorkerCrashed(f"the gRPC call to the worker (pid {self.pid}) failed: {exc}"))
-            self._refresh_state()
-            self._on_call_done(self)
+            failure = WorkerCrashed(f"the gRPC call to the worker (pid {self.pid}) failed: {exc}")
+            self._end_call(call, failure, served=False)
+
+    def _end_call(self, call: Call, outcome: Any, *, served: bool) -> None:
+        """The call is over in the worker: free its slot, hand its outcome to a caller who is
+        still there (an abandoned call's outcome is dropped), let the pool route the slot."""
+        del self.calls[call.id]
+        self.inflight -= 1
+        if served:
+            self.calls_served += 1
+            self.last_call_end = time.time()
+        if not call.abandoned:
+            self._deliver(call, outcome)
+        self._refresh_state()
+        self._on_call_done(self)
 
     async def call(self, command: str, args: Any, *, session: str | None) -> Any:
         """Run one command (a slot is already reserved); cancel the caller to cancel it."""
@@ -542,7 +489,7 @@ class WorkerProcess:
         try:
             while True:
                 item = await call.chunks.get()
-                if item is _END:
+                if item is END:
                     finished = True
                     return
                 if isinstance(item, BaseException):
@@ -600,35 +547,6 @@ class WorkerProcess:
     def current_call(self) -> Call | None:
         live = [c for c in self.calls.values() if not c.abandoned]
         return min(live, key=lambda c: c.started) if live else None
-
-
-@dataclass(frozen=True)
-class Pickled:
-    """A value as pickle bytes, passed through unopened: the daemon never unpickles (only the
-    in-process API, in the caller's own process, and the caller's client do)."""
-
-    data: bytes
-
-
-def _value(message: dict[str, Any]) -> Any:
-    return Pickled(message["value_pickle"]) if "value_pickle" in message else message.get("value")
-
-
-def _unframe(frame: bytes) -> dict[str, Any]:
-    _, codec = bootstrap.HEADER.unpack_from(frame)
-    return bootstrap.decode(codec, frame[bootstrap.HEADER.size :])
-
-
-def _command_error(error: Mapping[str, str], command: str) -> BaseException:
-    kind = error.get("type", "Exception")
-    if kind == "CallCancelled":
-        return asyncio.CancelledError()
-    return CommandError(
-        f"{command} raised {kind}: {error.get('message', '')}",
-        error_type=kind,
-        error_module=error.get("module", ""),
-        traceback=error.get("traceback", ""),
-    )
 
 
 def _mib(size: int) -> str:
