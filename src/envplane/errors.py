@@ -162,7 +162,8 @@ def echo(value: object, limit: int = 80) -> str:
 
 class CommandError(EnvplaneError):
     """The handler's command raised. ``error_type`` is the exception's class name (qualified by
-    ``error_module``), ``message`` its text, ``traceback`` the worker's formatted traceback."""
+    ``error_module``), ``error_message`` its own text, ``traceback`` the worker's formatted
+    traceback; ``message`` is the headline, ``"<command> raised <type>: <text>"``."""
 
     def __init__(
         self,
@@ -170,6 +171,7 @@ class CommandError(EnvplaneError):
         *,
         error_type: str = "",
         error_module: str = "",
+        error_message: str = "",
         traceback: str = "",
         detail: str = "",
         operation_id: int = 0,
@@ -177,4 +179,17 @@ class CommandError(EnvplaneError):
         super().__init__(message, detail=detail or traceback, operation_id=operation_id)
         self.error_type = error_type
         self.error_module = error_module
+        self.error_message = error_message or message
         self.traceback = traceback or detail
+
+    @classmethod
+    def raised(cls, command: str, error_type: str, text: str, *, module: str = "", traceback: str = "") -> CommandError:
+        """The one headline for a command's exception, wherever it was raised (a pool worker, a
+        Ray actor) and wherever it is read (the daemon, a client)."""
+        return cls(
+            f"{command} raised {error_type}: {text}",
+            error_type=error_type,
+            error_module=module,
+            error_message=text,
+            traceback=traceback,
+        )

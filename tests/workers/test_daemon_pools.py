@@ -43,6 +43,7 @@ def test_pool_lifecycle_over_grpc(client: EnvplaneClient, env: tuple[str, str], 
     with pytest.raises(errors.CommandError) as caught:
         client.workers.execute(name, "fail", {"message": "nope"})
     assert caught.value.error_type == "ValueError" and "raise ValueError" in caught.value.traceback
+    assert caught.value.message == "fail raised ValueError: nope"  # the headline once, not twice
     with pytest.raises(errors.NotFound, match="no command 'missing'"):
         client.workers.execute(name, "missing")
     with pytest.raises(errors.DeadlineExceeded, match="ran past its timeout"):
@@ -82,7 +83,7 @@ def test_pool_over_rest(
         )
         assert reply.status_code == 200 and json.loads(reply.json()["result_json"]) == 7
         failed = http.post(f"/v1/pools/{name}/execute", json={"command": "fail"}).json()
-        assert failed["error"]["type"] == "ValueError"
+        assert failed["error"]["type"] == "ValueError" and failed["error"]["message"] == "bad thing"
         with http.stream(
             "POST", f"/v1/pools/{name}/execute:stream", json={"command": "count", "args_json": "[3]"}
         ) as r:

@@ -50,6 +50,7 @@ async def test_handler_exception_is_typed_with_traceback(make_pool: Callable[...
     error = caught.value
     assert error.error_type == "ValueError" and error.error_module == "builtins"
     assert "the reason" in error.message and "raise ValueError(message)" in error.traceback
+    assert error.message == "fail raised ValueError: the reason" and error.error_message == "the reason"
     assert not isinstance(error, errors.WorkerCrashed)  # the handler failed, not the infrastructure
     assert await pool.execute("echo", [1]) == 1  # the worker goes on
 

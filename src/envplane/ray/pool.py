@@ -227,9 +227,6 @@ def _cause(exc: BaseException) -> str:
 
 def _command_error(command: str, exc: ray.exceptions.RayTaskError) -> CommandError:
     cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
-    return CommandError(
-        f"{command} raised {type(cause).__name__}: {cause}",
-        error_type=type(cause).__name__,
-        error_module=type(cause).__module__,
-        traceback=str(exc),
+    return CommandError.raised(
+        command, type(cause).__name__, str(cause), module=type(cause).__module__, traceback=str(exc)
     )

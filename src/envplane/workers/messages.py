@@ -146,7 +146,7 @@ def pool(view: PoolView) -> pb.Pool:
 
 def command_error(error: CommandError) -> pb.CommandError:
     return pb.CommandError(
-        type=error.error_type, module=error.error_module, message=error.message, traceback=error.traceback
+        type=error.error_type, module=error.error_module, message=error.error_message, traceback=error.traceback
     )
 
 

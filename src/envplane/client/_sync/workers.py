@@ -49,12 +49,7 @@ def _request(
 
 
 def _raise(error: pb.CommandError, command: str) -> None:
-    raise CommandError(
-        f"{command} raised {error.type}: {error.message}",
-        error_type=error.type,
-        error_module=error.module,
-        traceback=error.traceback,
-    )
+    raise CommandError.raised(command, error.type, error.message, module=error.module, traceback=error.traceback)
 
 
 def _deadline(timeout: float | None) -> float | None:

@@ -88,9 +88,6 @@ def command_error(error: Mapping[str, str], command: str) -> BaseException:
     kind = error.get("type", "Exception")
     if kind == "CallCancelled":
         return asyncio.CancelledError()
-    return CommandError(
-        f"{command} raised {kind}: {error.get('message', '')}",
-        error_type=kind,
-        error_module=error.get("module", ""),
-        traceback=error.get("traceback", ""),
+    return CommandError.raised(
+        command, kind, error.get("message", ""), module=error.get("module", ""), traceback=error.get("traceback", "")
     )
