@@ -360,3 +360,30 @@ async def test_a_memory_cgroup_takes_even_escaped_children(make_pool: Callable[.
     assert os.getpgid(child) != os.getpgid(ready_pids(pool)[0])  # escaped the process group
     await pool.close(grace=0.5)
     await eventually_async(lambda: not process_running(child), timeout=5)
+
+
+async def test_a_child_holding_the_workers_output_does_not_hide_its_death(make_pool: Callable[..., Any]) -> None:
+    """A child the handler started (in a session of its own, so it outlives the group kill)
+    keeps the worker's stdout open: the worker's exit must still be seen at once."""
+    pool = await make_pool()
+    child = await pool.execute("escape")
+    try:
+        with pytest.raises(errors.WorkerCrashed, match="exited with code 7"):
+            await pool.execute("exit_with", [7], timeout=10)
+        assert await pool.execute("echo", ["next"], timeout=10) == "next"
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+async def test_close_while_workers_are_starting(handler: Path, transport: str, tmp_path: Path) -> None:
+    import sys
+
+    pool = Pool(
+        PoolConfig(str(handler), min_size=4, transport=transport), python=sys.executable, run_dir=tmp_path / "run"
+    )
+    await pool.start()
+    await asyncio.sleep(0.01)  # some spawned, none ready
+    started = time.monotonic()
+    await pool.close(grace=0.2)
+    assert time.monotonic() - started < 5
+    assert pool.state is PoolState.CLOSED and not list((tmp_path / "run").glob("worker.*"))
