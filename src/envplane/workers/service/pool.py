@@ -34,7 +34,6 @@ from envplane.errors import (
     InvalidArgument,
     NotFound,
     PoolFailed,
-    ResourceExhausted,
     Unavailable,
     WorkerCrashed,
     WorkerOutOfMemory,
@@ -45,7 +44,8 @@ from envplane.workers.service.config import PoolConfig, check_command_name
 from envplane.workers.service.launch import WorkerLaunch, worker_environment
 from envplane.workers.service.logs import PoolLog
 from envplane.workers.service.observer import NO_OBSERVER, PoolObserver
-from envplane.workers.service.queue import CallQueue, Waiter
+from envplane.workers.service.queue import CallQueue
+from envplane.workers.service.routing import acquire, dispatch
 from envplane.workers.service.sessions import Sessions, check_session_id
 from envplane.workers.service.supervisor import supervise
 from envplane.workers.service.views import PoolInfo, PoolState, pool_info
@@ -104,7 +104,7 @@ class Pool:
         )
         self._slots: list[Slot] = []
         self._draining: set[WorkerProcess] = set()
-        self._queue = CallQueue(name)
+        self.waiting = CallQueue(name)
         self._changed = asyncio.Condition()
         self._supervisor: asyncio.Task[None] | None = None
         self._starting: set[asyncio.Task[None]] = set()
@@ -155,7 +155,7 @@ class Pool:
             return
         self.state = PoolState.CLOSING
         grace = self.config.cancel_grace if grace is None else grace
-        self._queue.fail_all(Unavailable(f"pool {self.name!r} is being deleted"))
+        self.waiting.fail_all(Unavailable(f"pool {self.name!r} is being deleted"))
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,7 +197,9 @@ class Pool:
             transport=self.config.transport,
             cgroups=self._cgroups,
         )
-        worker = WorkerProcess(launch, self.log, slot=slot.index, on_call_done=self._dispatch, on_exit=self._exited)
+        worker = WorkerProcess(
+            launch, self.log, slot=slot.index, on_call_done=lambda worker: dispatch(self, worker), on_exit=self._exited
+        )
         worker.cancel_grace = self.config.cancel_grace
         slot.worker = worker
         task = asyncio.create_task(self._bring_up(slot, worker), name=f"pool {self.name} worker {slot.index}")
@@ -225,7 +227,7 @@ class Pool:
         if self.state is PoolState.STARTING:
             self.state = PoolState.READY
         self.observer.worker_ready(self, slot.index, worker.pid, time.monotonic() - started)
-        self._dispatch(worker)
+        dispatch(self, worker)
         await self._notify()
 
     def _start_failed(self, slot: Slot, exc: WorkerCrashed) -> None:
@@ -242,7 +244,7 @@ class Pool:
             )
             self.state = PoolState.FAILED
             self.observer.pool_failed(self, self.failure.message)
-            self._queue.fail_all(self.failure)
+            self.waiting.fail_all(self.failure)
         asyncio.get_running_loop().create_task(self._notify())
 
     def _exited(self, worker: WorkerProcess) -> None:
@@ -267,7 +269,7 @@ class Pool:
         slot.crashes_in_a_row += 1
         delay = min(self.config.restart_backoff * 2 ** (slot.crashes_in_a_row - 1), self.config.max_restart_backoff)
         slot.next_start = time.monotonic() + delay * random.uniform(0.8, 1.2)
-        self._queue.fail_bound_to(worker, worker.crash_error())
+        self.waiting.fail_bound_to(worker, worker.crash_error())
 
     def recycle(self, worker: WorkerProcess, why: str) -> None:
         """Replace ``worker`` now; it finishes its calls, then exits (its sessions are lost)."""
@@ -288,81 +290,7 @@ class Pool:
         else:
             self._slots.remove(slot)
 
-    # ---- routing -----------------------------------------------------------------------------
-
-    def _can_take(self, worker: WorkerProcess | None) -> bool:
-        return (
-            worker is not None
-            and worker.state in (WorkerState.IDLE, WorkerState.BUSY)
-            and worker.inflight < self.config.concurrency
-        )
-
-    def _free_worker(self, prefer: WorkerProcess | None = None) -> WorkerProcess | None:
-        if self._can_take(prefer):
-            return prefer
-        best: WorkerProcess | None = None
-        for slot in self._slots:
-            worker = slot.worker
-            if self._can_take(worker) and (best is None or worker.inflight < best.inflight):  # type: ignore[union-attr]
-                best = worker
-                if not best.inflight:  # type: ignore[union-attr]
-                    break
-        return best
-
-    def _dispatch(self, worker: WorkerProcess) -> None:
-        """A slot of ``worker`` freed (or it got ready): hand it to the first waiter it can serve."""
-        if worker.state not in (WorkerState.IDLE, WorkerState.BUSY):
-            return
-        limit = self.config.max_calls
-        if limit and worker.calls_served >= limit:
-            self.recycle(worker, f"served {worker.calls_served} calls (max_calls {limit})")
-            return
-        self._queue.hand_to(worker, self._can_take)
-
-    async def _acquire(
-        self, session_id: str | None, deadline: float | None, only_slot: Slot | None = None
-    ) -> WorkerProcess:
-        if self.failure is not None:
-            raise self.failure
-        if self.state in (PoolState.CLOSING, PoolState.CLOSED):
-            raise Unavailable(f"pool {self.name!r} is being deleted")
-        only: WorkerProcess | None = None
-        prefer: WorkerProcess | None = None
-        if session_id is not None:
-            session = self.sessions.find(session_id)
-            if session is None:
-                self.sessions.check_room()
-            elif self.config.affinity == "hint":
-                prefer = session.worker
-            else:
-                only = session.worker
-                if self.config.affinity == "strict_fail_fast" and not self._can_take(only):
-                    raise ResourceExhausted(
-                        f"session {session_id!r}: its worker (pid {only.pid}) is busy (affinity strict_fail_fast)"
-                    )
-        if only_slot is not None:
-            worker = only_slot.worker if self._can_take(only_slot.worker) else None
-        elif only is not None:
-            worker = only if self._can_take(only) else None
-        else:
-            worker = self._free_worker(prefer) if not self._queue else None
-        if worker is None:
-            worker = await self._queue.wait(
-                Waiter(asyncio.get_running_loop().create_future(), only, only_slot),
-                deadline,
-                max_queue=self.config.max_queue,
-                queue_timeout=self.config.queue_timeout,
-                workers=len(self._slots),
-                on_reject=lambda reason: self.observer.call_rejected(self, reason),
-                on_queued=self._grow,
-            )
-        else:
-            worker.reserve()
-        if session_id is not None:
-            self.sessions.bind(session_id, worker)
-        return worker
-
-    def _grow(self) -> None:
+    def grow(self) -> None:
         """Calls queue: add a worker if the pool may grow and none is already starting."""
         live = self.live_slots()
         if len(live) >= self.config.max_size or self.failure is not None:
@@ -436,7 +364,7 @@ class Pool:
         outcome = "error"
         try:
             while True:
-                worker = await self._acquire(session, deadline, only_slot)
+                worker = await acquire(self, session, deadline, only_slot)
                 try:
                     if deadline is None:
                         value = await worker.call(command, args, session=session)
@@ -501,7 +429,7 @@ class Pool:
         started = time.monotonic()
         outcome = "error"
         try:
-            worker = await self._acquire(session, deadline)
+            worker = await acquire(self, session, deadline)
             stream = worker.stream(command, args, session=session)
             try:
                 async with contextlib.aclosing(stream):
@@ -580,7 +508,7 @@ class Pool:
         """The pool cannot serve any more (its env is gone): FAILED with ``message``, workers stopped."""
         self.failure = PoolFailed(message)
         self.state = PoolState.FAILED
-        self._queue.fail_all(self.failure)
+        self.waiting.fail_all(self.failure)
         workers = [s.worker for s in self._slots if s.worker is not None] + list(self._draining)
         await asyncio.gather(*(w.close(self.config.cancel_grace) for w in workers), return_exceptions=True)
         self.observer.pool_failed(self, message)
@@ -589,12 +517,17 @@ class Pool:
     def live_workers(self) -> list[WorkerProcess]:
         return [s.worker for s in self._slots if s.worker is not None and s.worker.alive] + list(self._draining)
 
+    @property
+    def slots(self) -> list[Slot]:
+        """Every slot, those being removed included."""
+        return self._slots
+
     def live_slots(self) -> list[Slot]:
         return [s for s in self._slots if not s.removed]
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self.waiting)
 
     def restart_due(self, now: float) -> None:
         if self.failure is not None or self.state in (PoolState.CLOSING, PoolState.CLOSED):
