@@ -73,10 +73,9 @@ class WorkerMetrics:
         self.queue.clear()
         self.workers.clear()
         self.sessions.clear()
-        for name, pool in self._pools().items():
-            info = pool.info()
-            self.queue.labels(name).set(info.queued)
-            self.sessions.labels(name).set(info.sessions)
+        for name, pool in self._pools().items():  # counts only: no per-worker /proc reads of info()
+            self.queue.labels(name).set(pool.queued)
+            self.sessions.labels(name).set(len(pool.sessions))
             for state, count in pool.worker_states().items():
                 self.workers.labels(name, state).set(count)
 
