@@ -25,3 +25,17 @@ for f in "$tmp"/envmanager/*; do
       "$f" > "$out/envplane/envmanager/$(basename "$f")"
 done
 touch "$out/envplane/envmanager/__init__.py"
+
+# The original container manager's protocol (package env_manager.v1), the same way: its own
+# file name, its code under envplane/env_manager/v1 with the imports fixed up.
+python -m grpc_tools.protoc -I proto \
+  --python_out="$tmp" --grpc_python_out="$tmp" --mypy_out="$tmp" --mypy_grpc_out="$tmp" \
+  proto/env_manager/v1/env_manager.proto
+mkdir -p "$out/envplane/env_manager/v1"
+for f in "$tmp"/env_manager/v1/*; do
+  sed -e 's/^from env_manager\.v1 import /from envplane.env_manager.v1 import /' \
+      -e 's/^import env_manager\.v1\.env_manager_pb2$/import envplane.env_manager.v1.env_manager_pb2/' \
+      -e 's/env_manager\.v1\.env_manager_pb2\./envplane.env_manager.v1.env_manager_pb2./g' \
+      "$f" > "$out/envplane/env_manager/v1/$(basename "$f")"
+done
+touch "$out/envplane/env_manager/__init__.py" "$out/envplane/env_manager/v1/__init__.py"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     allow_direct_references: bool = False
     max_concurrent_uv: int = Field(default_factory=_default_uv_concurrency, ge=1)
     uv_timeout_seconds: float = Field(default=900.0, gt=0)
+
+    # services (backing services: redis, postgres, ...): their TOML (default: [services.*] of
+    # ENVPLANE_CONFIG), what the daemon does with them when it stops, the engine for docker ones
+    services_config: Path | None = None
+    services_on_shutdown: Literal["stop", "leave"] = "stop"  # leave: the next daemon adopts them
+    services_wait_seconds: float = Field(default=120.0, gt=0)  # `up --wait` when a request names none
+    services_parallel_starts: int = Field(default=8, ge=1)
+    docker_host: str | None = None  # default: DOCKER_HOST, then the engine's default socket
+    compat_env_manager: bool = True  # serve env_manager.v1.EnvManagerService (the original protocol)
 
     # RunCode (the UV Venv Manager compat face): users' code run with an env's interpreter
     run_code_enabled: bool = True

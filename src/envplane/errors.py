@@ -11,7 +11,8 @@
     │   ├── EnvBusy              another operation holds the env (fail_if_busy)  gRPC FAILED_PRECONDITION HTTP 409
     │   ├── RayNotReady          Ray cannot start workers in the env (providers) client side only
     │   ├── PoolFailed           no worker of a pool could start                 gRPC FAILED_PRECONDITION HTTP 409
-    │   └── SessionLost          the worker holding a session's state is gone    gRPC FAILED_PRECONDITION HTTP 409
+    │   ├── SessionLost          the worker holding a session's state is gone    gRPC FAILED_PRECONDITION HTTP 409
+    │   └── ServiceFailed        a service did not start or get healthy in time  gRPC FAILED_PRECONDITION HTTP 409
     ├── ResourceExhausted        a pool's queue or session table is full         gRPC RESOURCE_EXHAUSTED HTTP 429
     ├── Aborted                  the call was cut off; retrying can succeed      gRPC ABORTED            HTTP 409
     │   └── WatcherOverflow      an event watcher fell too far behind            gRPC ABORTED            HTTP 409
@@ -20,8 +21,9 @@
     ├── DeadlineExceeded         the request's deadline passed while waiting     gRPC DEADLINE_EXCEEDED  HTTP 504
     ├── Unauthenticated          the daemon wants a token the call did not carry gRPC UNAUTHENTICATED    HTTP 401
     ├── Unavailable              the daemon cannot be reached (client side)      gRPC UNAVAILABLE        HTTP 503
-    │   └── WorkerCrashed        the worker running the call died (exit/signal)  gRPC UNAVAILABLE        HTTP 503
-    │       └── WorkerOutOfMemory  ... past its memory limit                     gRPC UNAVAILABLE        HTTP 503
+    │   ├── WorkerCrashed        the worker running the call died (exit/signal)  gRPC UNAVAILABLE        HTTP 503
+    │   │   └── WorkerOutOfMemory  ... past its memory limit                     gRPC UNAVAILABLE        HTTP 503
+    │   └── EngineUnavailable    the Docker engine cannot be reached             gRPC UNAVAILABLE        HTTP 503
     ├── Unimplemented            the operation is switched off on this daemon    gRPC UNIMPLEMENTED      HTTP 501
     ├── InternalError            uv failed to install, disk errors, bugs         gRPC INTERNAL           HTTP 500
     └── CommandError             a worker's handler raised (type, traceback)     gRPC UNKNOWN            HTTP 500
@@ -91,6 +93,11 @@ class SessionLost(FailedPrecondition):
     """The worker that held the session's state died; the state is gone with it (never moved)."""
 
 
+class ServiceFailed(FailedPrecondition):
+    """A service could not start, or did not get healthy in time: ``detail`` has what its
+    probe saw last, or the end of its log."""
+
+
 class ResourceExhausted(EnvplaneError):
     """A bounded resource is full (a pool's queue, its sessions): try later, or grow it."""
 
@@ -141,6 +148,10 @@ class WorkerOutOfMemory(WorkerCrashed):
         super().__init__(message, cause="out of memory", detail=detail, operation_id=operation_id)
         self.peak_rss = peak_rss
         self.limit = limit
+
+
+class EngineUnavailable(Unavailable):
+    """The container engine (dockerd) cannot be reached: it is not running, or the socket is wrong."""
 
 
 class Unimplemented(EnvplaneError):

@@ -41,10 +41,11 @@ from envplane.environments.identity import EnvId
 from envplane.environments.service import EnvironmentService, EnvStatus
 from envplane.environments.service.engine import ENVIRONMENT
 from envplane.environments.service.events import EventType
-from envplane.errors import FailedPrecondition
+from envplane.errors import FailedPrecondition, NotFound
+from envplane.services.capability import ServicesCapability
 from envplane.store import Store
 from envplane.workers.capability import WorkersCapability
-from envplane.workers.service.worker_service import EnvChange, EnvTarget
+from envplane.workers.service.worker_service import EnvChange, EnvTarget, WorkerService
 
 logger = logging.getLogger("envplane.server")
 STATE_FILE = "daemon.json"
@@ -96,12 +97,41 @@ class EnvironmentsForWorkers:
             yield EnvChange(subject.workflow_id, subject.node_id, subject.version_id, event.type, deleted)
 
 
+class WorkersForServices:
+    """What the services capability needs of the worker pools (``Workloads``: the original
+    protocol's ExecuteTask and GetResourceAvailability name a pool by workload class)."""
+
+    def __init__(self, service: WorkerService) -> None:
+        self.service = service
+
+    def capacity(self, workload_class: str) -> tuple[int, int] | None:
+        if workload_class:
+            try:
+                pools = [self.service.pool(workload_class).info()]
+            except NotFound:
+                return None
+        else:
+            pools = [self.service.pool(view.name).info() for view in self.service.list_pools()]
+        capacity = sum(info.config.max_size for info in pools)
+        busy = sum(1 for info in pools for worker in info.workers if worker.state == "busy")
+        return capacity, busy
+
+    def commands(self, workload_class: str) -> list[str]:
+        return sorted(self.service.pool(workload_class).info().commands)
+
+    async def execute(self, workload_class: str, command: str, args: Any, *, timeout: float | None) -> Any:
+        return await self.service.execute(workload_class, command, args, timeout=timeout)
+
+
 def compose(core: Core) -> list[Capability]:
     """The capabilities of this daemon, in start order (stopped in reverse). A capability that
-    needs another gets that one's service here (workers get the environments service)."""
+    needs another gets that one's service here (workers get the environments service; services
+    get the workers', for the original protocol's tasks). Services start last and stop first:
+    a pool may use them, never the reverse."""
     environments = EnvironmentsCapability(core)
     workers = WorkersCapability(core, EnvironmentsForWorkers(environments.service, core))
-    return [ActivityCapability(core), environments, workers]
+    services = ServicesCapability(core, WorkersForServices(workers.service))
+    return [ActivityCapability(core), environments, workers, services]
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -32,7 +32,9 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("v1", "events"),
         ("v1", "operations"),
         ("v1", "workers"),
+        ("v1", "services"),
         ("envmanager", "env_manager"),
+        ("env_manager/v1", "env_manager"),
     ],
 )
 def test_generated_code_is_up_to_date(fresh: Path, package: str, stem: str) -> None:

@@ -1,4 +1,6 @@
-"""Server streams over REST as NDJSON: one protobuf-JSON message per line.
+"""Server streams over REST as NDJSON: one protobuf-JSON message per line; or, for a client
+that sends ``Accept: text/event-stream`` (a browser's EventSource), as server-sent events: one
+``data:`` event per message and an ``error`` event for a failure half-way.
 
 A handler's stream is started before the response is: a bad request fails with its own status
 and error body, not as a 200 whose first line is an error. Once lines have gone out, a failure
@@ -21,6 +23,11 @@ from envplane.api.rest_proto import message_schema
 from envplane.errors import EnvplaneError
 
 NDJSON = "application/x-ndjson"
+SSE = "text/event-stream"
+
+
+def wants_sse(accept: str | None) -> bool:
+    return bool(accept) and SSE in str(accept)
 
 
 def ndjson_response_doc(message: type[Message], what: str) -> dict[str, Any]:
@@ -29,7 +36,7 @@ def ndjson_response_doc(message: type[Message], what: str) -> dict[str, Any]:
     return {
         "description": f"One JSON object per line: {what}; an error object with http_status as the last line "
         "if the stream fails after it started.",
-        "content": {NDJSON: {"schema": message_schema(descriptor)}},
+        "content": {NDJSON: {"schema": message_schema(descriptor)}, SSE: {"schema": {"type": "string"}}},
     }
 
 
@@ -37,8 +44,14 @@ def _line(data: dict[str, Any]) -> bytes:
     return (json.dumps(data) + "\n").encode()
 
 
-async def ndjson(stream: AsyncIterator[Message]) -> StreamingResponse:
-    """The stream as NDJSON; its first message is awaited here (errors before it are statuses)."""
+def _event(data: dict[str, Any], kind: str = "") -> bytes:
+    head = f"event: {kind}\n" if kind else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+async def ndjson(stream: AsyncIterator[Message], *, sse: bool = False) -> StreamingResponse:
+    """The stream as NDJSON (or SSE); its first message is awaited here (errors before it are
+    statuses)."""
     try:
         first: Message | None = await anext(stream)
     except StopAsyncIteration:
@@ -47,13 +60,15 @@ async def ndjson(stream: AsyncIterator[Message]) -> StreamingResponse:
     async def lines() -> AsyncIterator[bytes]:
         try:
             if first is not None:
-                yield _line(to_json(first))
+                yield frame(to_json(first))
                 async for item in stream:
-                    yield _line(to_json(item))
+                    yield frame(to_json(item))
         except EnvplaneError as exc:
             status, code = http_status_for(exc)
-            yield _line({**error_body(code, exc.message, exc.detail), "http_status": status})
+            body = {**error_body(code, exc.message, exc.detail), "http_status": status}
+            yield _event(body, "error") if sse else _line(body)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
 
-    return StreamingResponse(lines(), media_type=NDJSON)
+    frame = _event if sse else _line
+    return StreamingResponse(lines(), media_type=SSE if sse else NDJSON)

@@ -41,6 +41,8 @@ EXIT_CODES = {
     "ResourceExhausted": 11,
     "PoolFailed": 5,
     "SessionLost": 5,
+    "ServiceFailed": 5,
+    "EngineUnavailable": 7,
     "WorkerCrashed": 12,
     "WorkerOutOfMemory": 13,
 }

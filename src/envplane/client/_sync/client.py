@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from envplane.client._sync.activity import Events, Operations
 from envplane.client._sync.environments import Environments
+from envplane.client._sync.services import Services
 from envplane.client._sync.transport import Transport
 from envplane.client._sync.workers import Workers
 from envplane.client.retry import NO_RETRY, RetryPolicy
@@ -34,6 +35,7 @@ class EnvplaneClient:
         self.operations = Operations(self._transport)
         self.events = Events(self._transport)
         self.workers = Workers(self._transport)
+        self.services = Services(self._transport)
 
     @property
     def address(self) -> str:

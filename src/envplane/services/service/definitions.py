@@ -115,7 +115,9 @@ class ServiceDef:
     ports: tuple[Port, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()  # docker: "host_path:container_path[:ro]"
-    workdir: str = ""
+    workdir: str = ""  # process: default the service's own folder (its ${SERVICE_DIR})
+    user: str = ""  # process, under a root daemon: run as this user ("postgres": it refuses root); else ignored
+    network: str = ""  # docker: "host", or a network name (default: the engine's bridge, ports published)
     depends_on: Mapping[str, str] = field(default_factory=dict)  # name -> condition
     probe: Probe | None = None
     restart: Restart = field(default_factory=Restart)
@@ -230,6 +232,8 @@ def _probe(value: Any, where: str, base: Probe | None, problems: list[str]) -> P
         else:
             values["status"] = tuple(codes)
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    if "timeout" not in value and "interval" in values and values.get("timeout", 1.0) > values["interval"] > 0:
+        values["timeout"] = values["interval"]  # the default timeout never outlasts a shorter interval
     probe = Probe(**values)
     if probe.kind == "http" and not probe.url.startswith(("http://", "https://")):
         problems.append(f'{where}: an http probe needs url = "http://..."')
@@ -298,7 +302,7 @@ def parse_service(name: str, table: Any, base: ServiceDef | None, problems: list
     for key in ("command", "volumes"):
         if key in table:
             values[key] = _strings(table[key], f"{where}.{key}", problems)
-    for key in ("image", "workdir", "description"):
+    for key in ("image", "workdir", "description", "user", "network"):
         if key in table:
             if not isinstance(table[key], str):
                 problems.append(f"{where}.{key} must be a string, got {table[key]!r}")

@@ -56,22 +56,42 @@ def _docker(name: str, image: str, ports: list[int], probe: Probe | None, descri
     )
 
 
+# initdb once (the cluster lives in the service's own folder), then postgres in the foreground,
+# TCP on 127.0.0.1 only and no Unix socket (its path could be too long, and is not needed).
+POSTGRES_SCRIPT = (
+    'set -e; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); PATH="$bin:$PATH"; '
+    '[ -s "$SERVICE_DIR/pgdata/PG_VERSION" ] || initdb -D "$SERVICE_DIR/pgdata" -U postgres --auth=trust '
+    '-E UTF8 >/dev/null; exec postgres -D "$SERVICE_DIR/pgdata" -p ${PORT} -h 127.0.0.1 -k ""'
+)
+
 EMBEDDED: dict[str, ServiceDef] = {
     service.name: service
     for service in (
         _process(
             "redis",
-            ["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            ["redis-server", "--port", "${PORT}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             6379,
-            Probe("redis", port=6379, interval=0.5, timeout=0.5),
+            Probe("redis", interval=0.5, timeout=0.5),
             "Redis on 127.0.0.1:6379, no persistence (needs redis-server on PATH)",
         ),
         _process(
             "http",
-            ["python3", "-m", "http.server", "8080", "--bind", "127.0.0.1"],
+            ["python3", "-m", "http.server", "${PORT}", "--bind", "127.0.0.1"],
             8080,
-            Probe("http", url="http://127.0.0.1:8080/", interval=0.5, timeout=0.5),
+            Probe("http", url="http://127.0.0.1:${PORT}/", interval=0.5, timeout=0.5),
             "a generic HTTP service (python3 -m http.server); override command and probe.url",
+        ),
+        dataclasses.replace(
+            _process(
+                "postgres",
+                ["sh", "-c", POSTGRES_SCRIPT],
+                5432,
+                Probe("postgres", interval=0.5, timeout=0.5, retries=3, start_period=30.0),
+                "PostgreSQL on 127.0.0.1:5432, its cluster in the service's folder, trust authentication "
+                "for user postgres (needs the Debian postgresql package, or initdb and postgres on PATH)",
+            ),
+            user="postgres",  # when the daemon runs as root: PostgreSQL refuses to
+            stop_signal="SIGINT",  # "fast" shutdown: ends the sessions, then stops
         ),
         _docker("redb", "redis:7-alpine", [6380], Probe("redis", port=6380), "Redis for the original's redb"),
         _docker("ollama", "ollama/ollama:latest", [11434], Probe("http", url="http://127.0.0.1:11434/"), "Ollama"),
@@ -174,7 +194,29 @@ def load(text: str | None = None, *, path: Path | None = None) -> Registry:
     problems.extend(_between(services))
     if problems:
         raise ServiceConfigError(problems, source)
+    services = {name: with_port(service) for name, service in services.items()}
     return Registry(services, source if text else "embedded definitions")
+
+
+def with_port(service: ServiceDef) -> ServiceDef:
+    """``${PORT}`` in the command, the variables and the probe -> the service's first port, so
+    overriding ``ports`` alone moves a service (``${SERVICE_DIR}`` waits for its runtime)."""
+    if not service.ports:
+        return service
+    port = str(service.ports[0].port)
+
+    def put(text: str) -> str:
+        return text.replace("${PORT}", port)
+
+    probe = service.probe
+    if probe is not None:
+        probe = dataclasses.replace(probe, url=put(probe.url), command=tuple(put(a) for a in probe.command))
+    return dataclasses.replace(
+        service,
+        command=tuple(put(a) for a in service.command),
+        env={k: put(v) for k, v in service.env.items()},
+        probe=probe,
+    )
 
 
 def _between(services: Mapping[str, ServiceDef]) -> list[str]:
