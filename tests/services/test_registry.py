@@ -136,3 +136,13 @@ def test_each_embedded_definition_passes_its_own_checks() -> None:
     """An empty override re-parses every embedded service through the same checks."""
     registry = load("".join(f"[services.{name}]\n" for name in EMBEDDED))
     assert set(registry.services) == set(EMBEDDED)
+
+
+def test_healthy_on_a_service_without_a_probe_is_refused() -> None:
+    toml = '[services.a]\ncommand = ["true"]\n[services.b]\ncommand = ["true"]\ndepends_on = { a = "healthy" }\n'
+    with pytest.raises(ServiceConfigError) as failed:
+        load(toml)
+    assert failed.value.problems == [
+        "services.b.depends_on: 'a' has no probe, so it is never \"healthy\": give it one, or depend on it "
+        'being "started"'
+    ]

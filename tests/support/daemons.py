@@ -68,7 +68,8 @@ class ThreadDaemon:
         return f"http://127.0.0.1:{self.daemon.http_port}"
 
     def stop(self) -> None:
-        if self.loop and self.daemon:
+        """Stop it and wait (safe twice)."""
+        if self.loop and self.daemon and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.daemon.request_stop)
         if self.thread:
             self.thread.join(30)
@@ -77,6 +78,18 @@ class ThreadDaemon:
 @dataclass
 class ProcessDaemon:
     """``python -m envplane serve`` as a child process, for crash (kill -9) tests."""
+
+    @classmethod
+    def of(cls, settings: Settings) -> ProcessDaemon:
+        """A daemon (not started) with these settings as its ``ENVPLANE_*`` variables."""
+        from tests.support.settings import as_environment
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(as_environment(settings), settings.data_dir)
+
+    def stop_if_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
 
     env: dict[str, str]
     data_dir: Path

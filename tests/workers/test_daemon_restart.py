@@ -12,7 +12,7 @@ import pytest
 from envplane.client import EnvplaneClient
 from tests.support.daemons import ProcessDaemon
 from tests.support.processes import process_running
-from tests.support.settings import as_environment, offline_settings
+from tests.support.settings import offline_settings
 from tests.support.waiting import eventually
 from tests.workers.handlers import BASIC, write_handler
 
@@ -24,16 +24,13 @@ def make_daemon(tmp_path: Path, wheelhouse: Path, uv_cache: Path) -> Iterator[Ca
     daemons: list[ProcessDaemon] = []
 
     def make(name: str) -> ProcessDaemon:
-        settings = offline_settings(tmp_path / name, [wheelhouse], uv_cache, log_level="info")
-        settings.data_dir.mkdir(exist_ok=True)
-        daemon = ProcessDaemon(as_environment(settings), settings.data_dir)
+        daemon = ProcessDaemon.of(offline_settings(tmp_path / name, [wheelhouse], uv_cache, log_level="info"))
         daemons.append(daemon)
         return daemon
 
     yield make
     for daemon in daemons:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.stop()
+        daemon.stop_if_running()
 
 
 def _pool(daemon: ProcessDaemon, handler: Path, name: str) -> list[int]:

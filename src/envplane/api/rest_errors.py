@@ -72,8 +72,10 @@ _ERROR_STATUSES = {
     410: "OUT_OF_RANGE: events after this cursor were pruned by retention",
     415: "a body that is not JSON",
     422: "invalid argument",
+    429: "RESOURCE_EXHAUSTED: a pool's queue or session table is full",
     500: "internal error",
     501: "switched off on this daemon",
+    503: "UNAVAILABLE: a worker died during the call, or the Docker engine cannot be reached",
     504: "the request's deadline (X-Request-Timeout) passed",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

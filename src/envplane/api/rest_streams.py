@@ -30,13 +30,17 @@ def wants_sse(accept: str | None) -> bool:
     return bool(accept) and SSE in str(accept)
 
 
-def ndjson_response_doc(message: type[Message], what: str) -> dict[str, Any]:
-    """The OpenAPI entry of such a route's 200 answer: lines of ``message``."""
+def ndjson_response_doc(message: type[Message], what: str, *, sse: bool = False) -> dict[str, Any]:
+    """The OpenAPI entry of such a route's 200 answer: lines of ``message`` (``sse``: or
+    server-sent events, for a route that offers them)."""
     descriptor = cast(Descriptor, message.DESCRIPTOR)  # the C (upb) descriptor has the same interface
     return {
         "description": f"One JSON object per line: {what}; an error object with http_status as the last line "
         "if the stream fails after it started.",
-        "content": {NDJSON: {"schema": message_schema(descriptor)}, SSE: {"schema": {"type": "string"}}},
+        "content": {
+            NDJSON: {"schema": message_schema(descriptor)},
+            **({SSE: {"schema": {"type": "string"}}} if sse else {}),
+        },
     }
 
 

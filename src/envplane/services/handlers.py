@@ -52,7 +52,7 @@ async def get_services_status(
 
 async def stream_health(service: ServicesService, request: pb.StreamHealthRequest) -> AsyncIterator[pb.HealthUpdate]:
     heartbeat = _seconds("heartbeat_seconds", request.heartbeat_seconds)
-    async for update in service.watch_health(list(request.names), heartbeat=heartbeat):
+    async for update in service.watch_health(list(request.names), heartbeat=heartbeat, once=request.once):
         yield messages.health(update)
 
 

@@ -383,8 +383,11 @@ class StreamHealthRequest(_message.Message):
 
     NAMES_FIELD_NUMBER: _builtins.int
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
+    ONCE_FIELD_NUMBER: _builtins.int
     heartbeat_seconds: _builtins.float
     """a heartbeat after this much quiet; 0 = 10 s"""
+    once: _builtins.bool
+    """each service's health now, then the stream ends"""
     @_builtins.property
     def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """empty = every service"""
@@ -394,10 +397,11 @@ class StreamHealthRequest(_message.Message):
         *,
         names: _abc.Iterable[_builtins.str] | None = ...,
         heartbeat_seconds: _builtins.float = ...,
+        once: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_seconds", b"heartbeat_seconds", "names", b"names"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_seconds", b"heartbeat_seconds", "names", b"names", "once", b"once"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

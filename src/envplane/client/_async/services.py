@@ -50,10 +50,10 @@ class AsyncServices:
         return list(result.services)
 
     def health(
-        self, names: Sequence[str] = (), *, heartbeat: float = 0.0, timeout: float | None = None
+        self, names: Sequence[str] = (), *, heartbeat: float = 0.0, once: bool = False, timeout: float | None = None
     ) -> AsyncIterator[pb.HealthUpdate]:
-        """Health now, then each change (and heartbeats), until you stop reading."""
-        request = pb.StreamHealthRequest(names=list(names), heartbeat_seconds=heartbeat)
+        """Health now, then (unless ``once``) each change and heartbeats, until you stop reading."""
+        request = pb.StreamHealthRequest(names=list(names), heartbeat_seconds=heartbeat, once=once)
         return self._t.stream(self._stub.StreamHealth, request, timeout)
 
     def pull(self, images: Sequence[str] = (), *, timeout: float | None = None) -> AsyncIterator[pb.PullProgress]:

@@ -46,7 +46,7 @@ def create_router(service: ServicesService) -> APIRouter:
         summary="Start services and their dependencies, streaming each change",
         response_class=StreamingResponse,
         openapi_extra=proto_request_body(pb.StartServicesRequest, "names, wait, timeout_seconds"),
-        responses={200: ndjson_response_doc(pb.ServiceProgress, "ServiceProgress")},
+        responses={200: ndjson_response_doc(pb.ServiceProgress, "ServiceProgress", sse=True)},
     )
     async def start(request: Request, accept: Accept = None) -> StreamingResponse:
         message = await read_proto_body(request, pb.StartServicesRequest)
@@ -77,21 +77,22 @@ def create_router(service: ServicesService) -> APIRouter:
         "/services:health",
         summary="Health now, then each change and heartbeats (a stream)",
         response_class=StreamingResponse,
-        responses={200: ndjson_response_doc(pb.HealthUpdate, "HealthUpdate")},
+        responses={200: ndjson_response_doc(pb.HealthUpdate, "HealthUpdate", sse=True)},
     )
     async def health(
         name: Names = [],  # noqa: B006
         heartbeat_seconds: Annotated[float, Query(description="a heartbeat after this much quiet (0 = 10 s)")] = 0,
+        once: Annotated[bool, Query(description="each service's health now, then end")] = False,
         accept: Accept = None,
     ) -> StreamingResponse:
-        message = pb.StreamHealthRequest(names=name, heartbeat_seconds=heartbeat_seconds)
+        message = pb.StreamHealthRequest(names=name, heartbeat_seconds=heartbeat_seconds, once=once)
         return await ndjson(handlers.stream_health(service, message), sse=wants_sse(accept))
 
     @router.get(
         SERVICE + "/logs",
         summary="A service's stdout and stderr, each line with its own time (follow for new lines)",
         response_class=StreamingResponse,
-        responses={200: ndjson_response_doc(pb.ServiceLogLine, "ServiceLogLine")},
+        responses={200: ndjson_response_doc(pb.ServiceLogLine, "ServiceLogLine", sse=True)},
     )
     async def logs(
         name: str,
@@ -108,7 +109,7 @@ def create_router(service: ServicesService) -> APIRouter:
         summary="Pull images, streaming the engine's progress",
         response_class=StreamingResponse,
         openapi_extra=proto_request_body(pb.PullImagesRequest, "images (none = every Docker service's)"),
-        responses={200: ndjson_response_doc(pb.PullProgress, "PullProgress")},
+        responses={200: ndjson_response_doc(pb.PullProgress, "PullProgress", sse=True)},
     )
     async def pull(request: Request, accept: Accept = None) -> StreamingResponse:
         message = await read_proto_body(request, pb.PullImagesRequest)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import os
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +32,7 @@ from envplane.services.service.runtime import Exit, Instance, LogLine, Say, Usag
 
 T = TypeVar("T")
 LABEL = "io.envplane"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 WAIT_SLICE = 1  # seconds per engine wait call (a cancelled wait ends within this)
 
 
@@ -81,10 +84,14 @@ class DockerRuntime:
 
     def _engine(self) -> docker.DockerClient:
         if self._client is None:
+            client = None
             try:
+                _reachable(self.base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET)
                 client = docker.DockerClient(base_url=self.base_url) if self.base_url else docker.from_env()
                 client.ping()
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+                if client is not None:
+                    client.close()
                 where = self.base_url or "DOCKER_HOST / the default socket"
                 raise EngineUnavailable(f"cannot reach the Docker engine at {where}: {exc}") from None
             self._client = client
@@ -162,16 +169,24 @@ class DockerRuntime:
         )
 
     async def wait(self, instance: Instance) -> Exit:
+        def wait_slice(c: docker.DockerClient) -> dict[str, Any] | None:
+            try:
+                return dict(c.api.wait(instance.container_id, timeout=WAIT_SLICE))
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as exc:
+                if "timed out" in str(exc):  # the slice ended: the container still runs
+                    return None
+                raise
+
         while True:
             try:
-                result = await self._call(lambda c: c.api.wait(instance.container_id, timeout=WAIT_SLICE))
-                break
-            except requests.exceptions.ReadTimeout:
-                continue
+                result = await self._call(wait_slice)
             except docker.errors.NotFound:
                 return Exit(None, "its container is gone")
-            except requests.exceptions.ConnectionError:
+            except EngineUnavailable:  # the engine restarts: keep watching
                 await asyncio.sleep(WAIT_SLICE)
+                continue
+            if result is not None:
+                break
         code = int(result.get("StatusCode", -1))
         oom = await self._call(lambda c: _oom_killed(c, instance.container_id))
         if oom:
@@ -360,6 +375,20 @@ class DockerRuntime:
             with contextlib.suppress(Exception):
                 self._client.close()
             self._client = None
+
+
+def _reachable(url: str) -> None:
+    """Fail fast, with no half-made client, when nothing listens on the engine's socket (the
+    SDK connects inside its constructor to learn the API version, and leaks that socket when
+    the connection fails)."""
+    if url.startswith("unix://"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(url.removeprefix("unix://"))
+    elif url.startswith(("tcp://", "http://", "https://")):
+        host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+        with socket.create_connection((host or "127.0.0.1", int(port or 2375)), timeout=2):
+            pass
 
 
 def _find(client: docker.DockerClient, name: str) -> Any:

@@ -84,12 +84,21 @@ def _same(pid: int, started: str) -> bool:
 class ProcessRuntime:
     name = "process"
 
-    def __init__(self, services_dir: Path, data_dir: Path, instance_id: str = "") -> None:
+    def __init__(
+        self,
+        services_dir: Path,
+        data_dir: Path,
+        instance_id: str = "",
+        *,
+        log_max_bytes: int = LOG_MAX_BYTES,
+        log_backups: int = LOG_BACKUPS,
+    ) -> None:
         self.root = services_dir
         self.data_dir = data_dir
         self.instance_id = instance_id
+        self.log_max_bytes = log_max_bytes
+        self.log_backups = log_backups
         self._samples: dict[int, psutil.Process] = {}
-        self._reapers: set[asyncio.Task[int]] = set()
 
     def folder(self, name: str) -> Path:
         return self.root / name
@@ -112,8 +121,8 @@ class ProcessRuntime:
             "env": env,
             "workdir": expand(service.workdir, variables) if service.workdir else str(folder),
             "user": service.user if os.geteuid() == 0 else "",  # not root: services run as the daemon's user
-            "log_max_bytes": LOG_MAX_BYTES,
-            "log_backups": LOG_BACKUPS,
+            "log_max_bytes": self.log_max_bytes,
+            "log_backups": self.log_backups,
         }
 
     async def start(self, service: ServiceDef, spec_hash: str, say: Say) -> Instance:
@@ -143,13 +152,8 @@ class ProcessRuntime:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=shim_log,
                 stderr=shim_log,
-                start_new_session=True,
             )
-        # Reap the shim when it ends (a zombie otherwise); a next daemon has no such duty.
-        reaper = asyncio.create_task(proc.wait())
-        self._reapers.add(reaper)
-        reaper.add_done_callback(self._reapers.discard)
-        group_started = start_time(proc.pid) or ""
+        await proc.wait()  # the shim detaches at once (shim.detach): this is only its first half
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             pid_file, exit_file = folder / "pid", folder / "exit"
@@ -158,19 +162,24 @@ class ProcessRuntime:
                 raise ServiceFailed(f"service {service.name!r} did not start: {why}")
             if pid_file.exists():
                 pid_text, _, pid_started = pid_file.read_text().strip().partition(" ")
+                pid = int(pid_text)
+                try:
+                    group = os.getpgid(pid)
+                except ProcessLookupError:  # it ended already: its group is gone with it
+                    group = 0
                 instance = Instance(
                     service.name,
                     self.name,
                     spec_hash,
                     started_at,
-                    pid=int(pid_text),
+                    pid=pid,
                     pid_started=pid_started,
-                    group=proc.pid,
-                    group_started=group_started,
+                    group=group,
+                    group_started=(start_time(group) or "") if group else "",
                 )
                 write_atomic(folder / "instance.json", instance.to_json())
                 return instance
-            if proc.returncode is not None or time.monotonic() > deadline:
+            if proc.returncode != 0 or time.monotonic() > deadline:
                 tail = (folder / "shim.log").read_text(errors="replace")[-2000:]
                 raise ServiceFailed(f"service {service.name!r} did not start: its shim failed", detail=tail)
             await asyncio.sleep(0.005)
@@ -215,6 +224,9 @@ class ProcessRuntime:
         elif exit_.code is None:
             exit_ = await self.wait(instance)
         self._kill_group(instance)
+        with contextlib.suppress(TimeoutError):  # SIGKILL is delivered, not instant: see it land
+            async with asyncio.timeout(2):
+                await _exited(instance.pid)
         self._samples.pop(instance.pid, None)
         (self.folder(instance.service) / "instance.json").unlink(missing_ok=True)
         return exit_
@@ -282,6 +294,5 @@ class ProcessRuntime:
         return {"ok": True}
 
     async def close(self) -> None:
-        """Stop reaping: shims still running (services left running) pass to init."""
-        for reaper in list(self._reapers):
-            reaper.cancel()
+        """Nothing to release: shims are not the daemon's children (services left running
+        go on under init, for the next daemon to adopt)."""

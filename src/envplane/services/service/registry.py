@@ -228,6 +228,11 @@ def _between(services: Mapping[str, ServiceDef]) -> list[str]:
                 problems.append(f"services.{service.name}.depends_on: unknown service {dependency!r}")
             elif dependency == service.name:
                 problems.append(f"services.{service.name}.depends_on: a service cannot depend on itself")
+            elif service.depends_on[dependency] == "healthy" and services[dependency].probe is None:
+                problems.append(
+                    f"services.{service.name}.depends_on: {dependency!r} has no probe, so it is never "
+                    f'"healthy": give it one, or depend on it being "started"'
+                )
     problems.extend(_cycles(services))
     owners: dict[tuple[str, int], str] = {}
     for service in sorted(services.values(), key=lambda s: s.name):

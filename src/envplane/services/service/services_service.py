@@ -168,19 +168,24 @@ class ServicesService:
             await asyncio.sleep(ENGINE_HEALTH_EVERY)
 
     def health(self) -> dict[str, Any]:
-        """For ``GET /health``: services by state, and the Docker engine's reachability when
-        Docker services are configured or running (``status`` is then "degraded" while the
-        engine cannot be reached)."""
-        states: dict[str, int] = {}
-        for unit in self.manager.units.values():
-            states[unit.state.value] = states.get(unit.state.value, 0) + 1
-        report: dict[str, Any] = {"services": states}
+        """For ``GET /health`` (flat figures): services up and failed, and, when Docker
+        services are configured or running, the engine (``docker``: its version, or why it
+        cannot be reached; ``status`` is then "degraded")."""
+        units = list(self.manager.units.values())
+        report: dict[str, Any] = {
+            "services_up": sum(1 for u in units if u.state in UP),
+            "services_failed": sum(1 for u in units if u.state in (State.FAILED, State.SKIPPED)),
+        }
         if self.uses_docker:
             if self._engine_task is None:
                 self._engine_task = asyncio.create_task(self._watch_engine())
-            engine = self._engine_health or {"ok": None, "state": "not checked yet"}
-            report["docker"] = engine
-            if engine.get("ok") is False:
+            engine = self._engine_health
+            if engine is None:
+                report["docker"] = "not checked yet"
+            elif engine.get("ok"):
+                report["docker"] = engine.get("engine", "ok")
+            else:
+                report["docker"] = f"unreachable: {engine.get('error', '')}"
                 report["status"] = "degraded"
         return report
 
@@ -251,9 +256,12 @@ class ServicesService:
         unit = self.manager.unit(name)
         return unit.runtime.logs(name, unit.instance, tail=tail, since=since, follow=follow)
 
-    async def watch_health(self, names: Sequence[str], *, heartbeat: float) -> AsyncIterator[HealthUpdate]:
-        """Each service's health now, then each change, and every ``heartbeat`` seconds of quiet
-        a heartbeat (so a client knows the stream is alive); until the client goes."""
+    async def watch_health(
+        self, names: Sequence[str], *, heartbeat: float, once: bool = False
+    ) -> AsyncIterator[HealthUpdate]:
+        """Each service's health now, then (unless ``once``) each change, and every
+        ``heartbeat`` seconds of quiet a heartbeat (so a client knows the stream is alive);
+        until the client goes."""
         if heartbeat < 0:
             raise InvalidArgument(f"interval_seconds must be >= 0, got {heartbeat:g}")
         wanted = set(self.manager.known(self._names(names, empty_ok=True)))
@@ -268,7 +276,7 @@ class ServicesService:
                     unit.failure_output(),
                     time.time(),
                 )
-            while True:
+            while not once:
                 try:
                     async with asyncio.timeout(heartbeat or 10.0):
                         change = await queue.get()
@@ -286,13 +294,12 @@ class ServicesService:
     async def pull(self, images: Sequence[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The engine's pull progress for ``images`` (or every Docker service's image)."""
         wanted = [i.strip() for i in images if i.strip()]
+        if not wanted:  # the configured Docker services' images, and those of any running
+            configured = {s.image for s in self.registry.services.values() if s.runtime == "docker" and not s.embedded}
+            running = {u.definition.image for u in self.manager.units.values() if u.definition.image and u.state in UP}
+            wanted = sorted(configured | running)
         if not wanted:
-            wanted = sorted({u.definition.image for u in self.manager.units.values() if u.definition.image})
-            wanted = wanted or sorted(
-                {s.image for s in self.registry.services.values() if s.runtime == "docker" and not s.embedded}
-            )
-        if not wanted:
-            raise InvalidArgument("name the images to pull (no Docker service is configured)")
+            raise InvalidArgument("name the images to pull (no Docker service is configured or running)")
         for image in wanted:
             if any(c.isspace() for c in image):
                 raise InvalidArgument(f"{image!r} is not an image reference")

@@ -1,7 +1,7 @@
 """THE SHIM: what stands between a process service and the daemon, so the service outlives it.
 
-Standard library only. The daemon runs it as ``python -I shim.py <service dir>`` in a new
-session (the shim leads the service's process group), and the shim:
+Standard library only. The daemon runs it as ``python -I shim.py <service dir>``; it detaches
+(a new session, led by the shim: the service's process group, not the daemon's child), and:
 
 * starts the service's command from ``spec.json`` (its variables, work dir, and the user to run
   as: PostgreSQL refuses to run as root), with stdout and stderr on pipes of its own;
@@ -136,5 +136,15 @@ def main(folder: str) -> int:
     return 0
 
 
+def detach() -> None:
+    """Leave the daemon: the process it started exits at once (it reaps that one in a moment),
+    and the shim goes on in a new session as its group's leader, a child of init. The daemon
+    then has no child to reap or to leave behind when it stops or dies."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+
+
 if __name__ == "__main__":
+    detach()
     sys.exit(main(sys.argv[1]))
