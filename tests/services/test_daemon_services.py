@@ -205,3 +205,33 @@ def test_kill_9_then_the_next_daemon_adopts_the_healthy_and_cleans_the_rest(
     assert daemon.stop() == 0
     # a clean stop stops what it runs (ENVPLANE_SERVICES_ON_SHUTDOWN=stop, the default)
     eventually(lambda: not any(process_running(before[n].pid) for n in ("redis", "web")), timeout=10, what="stopped")
+
+
+def test_the_cli_up_wait_ps_logs_health_down(services_daemon: Callable[..., ThreadDaemon]) -> None:
+    from tests.test_cli import envplane
+
+    port, bad = free_port(), free_port()
+    broken = (
+        f'\n[services.broken]\ncommand = ["python3", "-m", "http.server", "{bad}", "--bind", "127.0.0.1"]\n'
+        f'ports = [{bad}]\nprobe = {{ kind = "http", url = "http://127.0.0.1:{bad}/nope", interval = "100ms" }}\n'
+    )
+    daemon = services_daemon(web_toml(port) + broken)
+    up = envplane(daemon, "services", "up", "--wait", "web")
+    assert up.returncode == 0, up.stderr
+    assert "web: healthy" in up.stdout
+    ps = envplane(daemon, "services", "ps", "--json")
+    assert [s["name"] for s in json.loads(ps.stdout) if s["state"] == "healthy"] == ["web"]
+    assert envplane(daemon, "services", "health", "web").returncode == 0
+    httpx.get(f"http://127.0.0.1:{port}/from-the-cli-test", timeout=5)
+    logs = eventually(lambda: envplane(daemon, "services", "logs", "web", "-n", "5").stdout, what="logs")
+    assert "from-the-cli-test" in logs and "stderr" in logs
+
+    failed = envplane(daemon, "services", "up", "--wait", "--timeout", "2", "broken")
+    assert failed.returncode == 5
+    assert "service 'broken' did not get healthy" in failed.stderr and "404" in failed.stderr
+    assert envplane(daemon, "services", "health", "broken").returncode == 5
+    unknown = envplane(daemon, "services", "up", "nope")
+    assert unknown.returncode == 3 and "no service named 'nope'" in unknown.stderr
+
+    down = envplane(daemon, "services", "down")
+    assert down.returncode == 0 and "ok web: stopped" in down.stdout and "ok broken: stopped" in down.stdout

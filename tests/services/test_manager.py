@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,8 +49,8 @@ async def test_a_chain_of_three_starts_in_order_and_stops_in_reverse(
     assert running == ["redis", "postgres", "api"]
     started = {c.service: c.timestamp for c in changes if c.state == State.RUNNING}
     assert healthy["redis"] <= started["postgres"] and healthy["postgres"] <= started["api"]
-    waiting = [c for c in changes if c.service == "api" and c.state == State.WAITING]
-    assert waiting and "postgres (healthy)" in waiting[0].message
+    waiting = [c.message for c in changes if c.service == "api" and c.state == State.WAITING]
+    assert "waiting for postgres (healthy)" in waiting
 
     views = {v.name: v for v in await service.status(["redis", "postgres", "api"])}
     assert all(v.state == "healthy" and v.pid and v.started_at for v in views.values())
@@ -162,8 +163,22 @@ probe = {{ kind = "tcp", port = {ports()} }}
     assert app.state == State.SKIPPED and app.instance is None
     assert "dependency db failed" in app.message and "exited with code 1" in app.message
     assert "db: failed" in failed.value.detail and "app: skipped" in failed.value.detail
-    failed_change = service.manager.units["db"]
-    assert failed_change.state == State.FAILED
+    assert service.manager.units["db"].state == State.FAILED
+    # app's shim was started ahead (while db got ready): called off, it is gone too
+    folder = str(service.manager.runtime("process").folder("app"))
+    await eventually_async(lambda: not _shims_for(folder), timeout=5, what="app's warm shim to exit")
+
+
+def _shims_for(folder: str) -> list[int]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"shim.py") for a in argv) and folder.encode() in argv:
+            found.append(int(pid))
+    return found
 
 
 async def test_an_optional_dependency_that_fails_does_not_skip(

@@ -160,6 +160,12 @@ class DockerRuntime:
         container = await self._call(lambda c: c.containers.get(container.id))
         return self._instance(service.name, spec_hash, container)
 
+    async def prepare(self, service: ServiceDef) -> None:
+        """Nothing ahead: a pull would be the thing, and ``start`` does it with progress."""
+
+    async def unprepare(self, name: str) -> None:
+        return None
+
     def _instance(self, service: str, spec_hash: str, container: Any) -> Instance:
         state = container.attrs.get("State", {})
         started = state.get("StartedAt", "")

@@ -7,8 +7,8 @@ Restart backoff doubles per restart in a row, is capped at ``max_backoff`` and s
 all (not found, not executable) fails at once: restarting it cannot help.
 
 Health follows Docker's meaning with a faster start: until the first success the probe runs
-every :data:`START_INTERVAL` (so an ``up`` sees readiness within ~50 ms, not a whole interval
-later), failures inside ``start_period`` do not count, and a service that never answered is
+every :data:`START_INTERVAL` (so an ``up`` sees readiness within ~20 ms, not a whole interval
+later; 100 ms for an exec probe), failures inside ``start_period`` do not count, and a service that never answered is
 unhealthy once ``start_period + retries × interval`` has passed; after that, ``retries``
 failures in a row make it unhealthy and one success makes it healthy again. Unhealthy never
 tears anything down: a dependent survives its dependency's transient readiness loss.
@@ -17,19 +17,22 @@ tears anything down: a dependent survives its dependency's transient readiness l
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from pathlib import Path
 from typing import Protocol
 
-from envplane.errors import ServiceFailed
+from envplane.errors import EnvplaneError, ServiceFailed
 from envplane.services.service import probes
 from envplane.services.service.probes import ProbeResult
 from envplane.services.service.runtime import Exit
 from envplane.services.service.units import State, Unit
 
+logger = logging.getLogger("envplane.services")
 GOOD_RUN = 10.0  # seconds up after which a restart streak starts over
-START_INTERVAL = 0.05  # seconds between probes until the first success
+START_INTERVAL = 0.02  # seconds between network probes until the first success (a refused connect is cheap)
+START_INTERVAL_EXEC = 0.1  # an exec probe is a process each time: not 50 a second
 
 
 class Skipped(Exception):
@@ -77,17 +80,22 @@ def restart_after(unit: Unit, exit_: Exit) -> tuple[float, str] | None:
 
 
 async def run(unit: Unit, hooks: Hooks, *, adopted: bool = False) -> None:
+    prepared = False
     try:
         if not adopted:
+            if unit.definition.depends_on:  # start what can start ahead while they get ready
+                await unit.runtime.prepare(unit.definition)
+                prepared = True
             await hooks.dependencies(unit)
         while True:
             if not adopted:
-                hooks.set_state(unit, State.STARTING, "starting")
+                hooks.set_state(unit, State.STARTING, f"starting ({unit.definition.runtime})")
                 async with hooks.slots:
 
                     async def say(message: str, _percent: int) -> None:
                         hooks.set_state(unit, State.STARTING, message)
 
+                    prepared = False
                     unit.instance = await unit.runtime.start(unit.definition, unit.spec_hash, say)
                 unit.healthy, unit.last_probe = None, None
                 hooks.set_state(unit, State.RUNNING, _running(unit))
@@ -126,6 +134,14 @@ async def run(unit: Unit, hooks: Hooks, *, adopted: bool = False) -> None:
         hooks.set_state(unit, State.SKIPPED, str(skipped))
     except ServiceFailed as failed:
         hooks.set_state(unit, State.FAILED, failed.message, output=failed.detail or await hooks.log_tail(unit))
+    except EnvplaneError as failed:  # the engine unreachable, a bad volume: the unit fails, saying why
+        hooks.set_state(unit, State.FAILED, failed.message, output=failed.detail)
+    except Exception as exc:  # a bug must not leave the unit "starting" forever
+        logger.exception("service %s: unexpected failure", unit.name)
+        hooks.set_state(unit, State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+    finally:
+        if prepared:  # skipped, cancelled or failed before its start: call the warm start off
+            await asyncio.shield(unit.runtime.unprepare(unit.name))
 
 
 def _running(unit: Unit) -> str:
@@ -160,4 +176,5 @@ async def watch_health(unit: Unit, hooks: Hooks) -> None:
             )
             if gave_up and unit.healthy is not False:
                 hooks.health(unit, False, result)
-        await asyncio.sleep(spec.interval if answered else min(spec.interval, START_INTERVAL))
+        fast = START_INTERVAL_EXEC if spec.kind == "exec" else START_INTERVAL
+        await asyncio.sleep(spec.interval if answered else min(spec.interval, fast))

@@ -154,6 +154,8 @@ class Manager:
 
     def _launch(self, unit: Unit, *, adopted: bool = False) -> None:
         unit.stopping = False
+        if not adopted:  # at once, not when the task first runs: an `up` must not see the last run's end
+            self.set_state(unit, State.WAITING, "about to start")
         unit.task = asyncio.create_task(lifecycle.run(unit, self, adopted=adopted), name=f"service:{unit.name}")
 
     def _settled(self, unit: Unit, wait: bool) -> bool:

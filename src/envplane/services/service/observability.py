@@ -189,6 +189,13 @@ class TimedRuntime:
         with self._timed("start"):
             return await self.inner.start(service, spec_hash, say)
 
+    async def prepare(self, service: ServiceDef) -> None:
+        with self._timed("prepare"):
+            await self.inner.prepare(service)
+
+    async def unprepare(self, name: str) -> None:
+        await self.inner.unprepare(name)
+
     async def wait(self, instance: Instance) -> Exit:
         return await self.inner.wait(instance)
 

@@ -20,11 +20,13 @@ import json
 import os
 import pwd
 import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -98,6 +100,7 @@ class ProcessRuntime:
         self.instance_id = instance_id
         self.log_max_bytes = log_max_bytes
         self.log_backups = log_backups
+        self._warm: dict[str, IO[bytes]] = {}  # shims started ahead, waiting for their spec
         self._samples: dict[int, psutil.Process] = {}
 
     def folder(self, name: str) -> Path:
@@ -140,20 +143,20 @@ class ProcessRuntime:
             os.chown(work, entry.pw_uid, entry.pw_gid)
         for stale in ("pid", "exit"):
             (folder / stale).unlink(missing_ok=True)
-        (folder / "spec.json").write_text(json.dumps(self._spec(service, folder)))
+        spec = json.dumps(self._spec(service, folder))
+        (folder / "spec.json").write_text(spec)  # what was started, for people
         await say(f"starting {' '.join(service.command)[:200]}", -1)
         started_at = time.time()
-        with open(folder / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 (a local file, opened once)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                shim.__file__,
-                str(folder),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=shim_log,
-                stderr=shim_log,
-            )
-        await proc.wait()  # the shim detaches at once (shim.detach): this is only its first half
+        warm = self._warm.pop(service.name, None)
+        if warm is None:
+            warm = self._spawn(folder)
+        try:
+            warm.write(spec.encode())
+            warm.close()
+        except BrokenPipeError:  # a warm shim that died meanwhile: start a cold one
+            warm = self._spawn(folder)
+            warm.write(spec.encode())
+            warm.close()
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             pid_file, exit_file = folder / "pid", folder / "exit"
@@ -179,10 +182,40 @@ class ProcessRuntime:
                 )
                 write_atomic(folder / "instance.json", instance.to_json())
                 return instance
-            if proc.returncode != 0 or time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 tail = (folder / "shim.log").read_text(errors="replace")[-2000:]
                 raise ServiceFailed(f"service {service.name!r} did not start: its shim failed", detail=tail)
             await asyncio.sleep(0.005)
+
+    def _spawn(self, folder: Path) -> IO[bytes]:
+        """A shim, detached, waiting for its spec on the pipe returned."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / "shim.log", "ab") as shim_log:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", shim.__file__, str(folder)],  # no site: stdlib only
+                stdin=subprocess.PIPE,
+                stdout=shim_log,
+                stderr=shim_log,
+                close_fds=True,
+            )
+        # Its first half exits once the second has forked away (shim.detach): reap it then.
+        reaper = threading.Thread(target=proc.wait, daemon=True)
+        reaper.start()
+        assert proc.stdin is not None
+        return proc.stdin
+
+    async def prepare(self, service: ServiceDef) -> None:
+        """Start the service's shim ahead, while its dependencies get ready: the interpreter's
+        start-up is then off the chain's critical path."""
+        if service.name not in self._warm:
+            self._warm[service.name] = await asyncio.to_thread(self._spawn, self.folder(service.name))
+
+    async def unprepare(self, name: str) -> None:
+        """The start was called off: the warm shim reads EOF and exits."""
+        warm = self._warm.pop(name, None)
+        if warm is not None:
+            with contextlib.suppress(OSError):
+                warm.close()
 
     async def wait(self, instance: Instance) -> Exit:
         if _same(instance.pid, instance.pid_started):
@@ -294,5 +327,7 @@ class ProcessRuntime:
         return {"ok": True}
 
     async def close(self) -> None:
-        """Nothing to release: shims are not the daemon's children (services left running
-        go on under init, for the next daemon to adopt)."""
+        """Warm shims are told to exit; running ones are not the daemon's children (services
+        left running go on under init, for the next daemon to adopt)."""
+        for name in list(self._warm):
+            await self.unprepare(name)

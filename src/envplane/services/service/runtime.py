@@ -78,6 +78,13 @@ class Runtime(Protocol):
         """Start the service; returns once it runs (raises ``ServiceStartFailed`` if it cannot)."""
         ...
 
+    async def prepare(self, service: ServiceDef) -> None:
+        """Get ready to start ``service`` soon (its dependencies are starting): optional work
+        that takes time off the critical path; ``unprepare`` if the start is called off."""
+        ...
+
+    async def unprepare(self, name: str) -> None: ...
+
     async def wait(self, instance: Instance) -> Exit:
         """Until the instance ends (cancellable)."""
         ...

@@ -1,9 +1,10 @@
 """THE SHIM: what stands between a process service and the daemon, so the service outlives it.
 
-Standard library only. The daemon runs it as ``python -I shim.py <service dir>``; it detaches
-(a new session, led by the shim: the service's process group, not the daemon's child), and:
+Standard library only. The daemon runs it as ``python -I -S shim.py <service dir>``; it detaches
+(a new session, led by the shim: the service's process group, not the daemon's child), waits
+for the spec on its stdin (so it can be started ahead, while dependencies get ready), and:
 
-* starts the service's command from ``spec.json`` (its variables, work dir, and the user to run
+* starts the service's command from the spec (its variables, work dir, and the user to run
   as: PostgreSQL refuses to run as root), with stdout and stderr on pipes of its own;
 * writes ``pid`` (the service's pid and its start time, atomically) once the service runs, or
   ``exit`` with ``error <why>`` when the command cannot start;
@@ -94,8 +95,13 @@ def pump(stream: IO[bytes], tag: bytes, log: Log) -> None:
 
 
 def main(folder: str) -> int:
-    with open(os.path.join(folder, "spec.json")) as f:
-        spec = json.load(f)
+    # The spec arrives on stdin, when the daemon wants the service to start: the shim may be
+    # started ahead (while the service's dependencies get ready), so its own start-up is off
+    # the critical path. Nothing before EOF: the start was called off (or the daemon died).
+    data = sys.stdin.buffer.read()
+    if not data.strip():
+        return 0
+    spec = json.loads(data)
     for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
     log = Log(os.path.join(folder, "service.log"), spec.get("log_max_bytes", 0), spec.get("log_backups", 0))
