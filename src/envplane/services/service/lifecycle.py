@@ -7,7 +7,7 @@ Restart backoff doubles per restart in a row, is capped at ``max_backoff`` and s
 all (not found, not executable) fails at once: restarting it cannot help.
 
 Health follows Docker's meaning with a faster start: until the first success the probe runs
-every :data:`START_INTERVAL` (so an ``up`` sees readiness within ~20 ms, not a whole interval
+every :data:`START_INTERVAL` (so an ``up`` sees readiness within ~10 ms, not a whole interval
 later; 100 ms for an exec probe), failures inside ``start_period`` do not count, and a service that never answered is
 unhealthy once ``start_period + retries × interval`` has passed; after that, ``retries``
 failures in a row make it unhealthy and one success makes it healthy again. Unhealthy never
@@ -31,7 +31,7 @@ from envplane.services.service.units import State, Unit
 
 logger = logging.getLogger("envplane.services")
 GOOD_RUN = 10.0  # seconds up after which a restart streak starts over
-START_INTERVAL = 0.02  # seconds between network probes until the first success (a refused connect is cheap)
+START_INTERVAL = 0.01  # seconds between network probes until the first success (a refused connect is cheap)
 START_INTERVAL_EXEC = 0.1  # an exec probe is a process each time: not 50 a second
 
 

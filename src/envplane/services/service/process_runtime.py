@@ -185,7 +185,7 @@ class ProcessRuntime:
             if time.monotonic() > deadline:
                 tail = (folder / "shim.log").read_text(errors="replace")[-2000:]
                 raise ServiceFailed(f"service {service.name!r} did not start: its shim failed", detail=tail)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
 
     def _spawn(self, folder: Path) -> IO[bytes]:
         """A shim, detached, waiting for its spec on the pipe returned."""
@@ -222,10 +222,10 @@ class ProcessRuntime:
             await _exited(instance.pid)
         # The shim writes the code a moment after the service ends (once the pipes are read).
         exit_file = self.folder(instance.service) / "exit"
-        for _ in range(200):
+        for _ in range(500):  # ~1 s
             if exit_file.exists() or not _same(instance.group, instance.group_started):
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
         return self._exit(exit_file)
 
     def _exit(self, exit_file: Path) -> Exit:
