@@ -153,6 +153,20 @@ def test_pull_images_streams_the_engines_real_progress(
     with engine.client() as docker_client:
         assert docker_client.images.get(tag)
 
+    # the original protocol's PullImages: the same real progress, in its own fields
+    import grpc
+
+    from envplane.env_manager.v1 import env_manager_pb2, env_manager_pb2_grpc
+
+    with engine.client() as docker_client:
+        docker_client.images.remove(tag, force=True)
+    with grpc.insecure_channel(daemon.grpc_addr) as channel:
+        stub = env_manager_pb2_grpc.EnvManagerServiceStub(channel)
+        original = list(stub.PullImages(env_manager_pb2.PullImagesRequest(image_names=[tag])))
+    sizes = [p for p in original if p.total > 0]
+    assert sizes and all(p.image_name == tag and 0 <= p.progress_percent <= 100 for p in original)
+    assert any(p.status.startswith("Downloading") for p in sizes)
+
     rest = httpx.post(f"{daemon.http_url}/v1/images:pull", json={"images": [tag]}, timeout=60)
     lines = [json.loads(line) for line in rest.text.splitlines()]
     assert rest.status_code == 200 and lines[-1]["image"] == tag
