@@ -308,8 +308,10 @@ class Manager:
         for runtime in self.runtimes.values():
             for instance in await runtime.recorded():
                 definition = self.registry.services.get(instance.service)
-                why = await self._adoptable(runtime, instance, definition)
-                if why is not None or definition is None:  # (None: mypy cannot see _adoptable checked it)
+                why = (
+                    "no longer defined" if definition is None else await self._adoptable(runtime, instance, definition)
+                )
+                if why is not None or definition is None:
                     logger.info("not adopting %s: %s", instance.service, why)
                     await runtime.discard(instance)
                     removed.append(instance.service)
@@ -324,9 +326,8 @@ class Manager:
                 adopted.append(definition.name)
         return adopted, removed
 
-    async def _adoptable(self, runtime: Runtime, instance: Instance, definition: ServiceDef | None) -> str | None:
-        if definition is None:
-            return "no longer defined"
+    async def _adoptable(self, runtime: Runtime, instance: Instance, definition: ServiceDef) -> str | None:
+        """Why ``instance`` is not taken over (None: it is)."""
         if definition.runtime != runtime.name:
             return f"now a {definition.runtime} service"
         if not await runtime.adopt(instance, definition, spec_hash(definition)):
