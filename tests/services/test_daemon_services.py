@@ -218,7 +218,7 @@ def test_the_cli_up_wait_ps_logs_health_down(services_daemon: Callable[..., Thre
     daemon = services_daemon(web_toml(port) + broken)
     up = envplane(daemon, "services", "up", "--wait", "web")
     assert up.returncode == 0, up.stderr
-    assert "web: healthy" in up.stdout
+    assert "web: healthy: HTTP/1.0 200 OK" in up.stdout and "web: running (pid" in up.stdout
     ps = envplane(daemon, "services", "ps", "--json")
     assert [s["name"] for s in json.loads(ps.stdout) if s["state"] == "healthy"] == ["web"]
     assert envplane(daemon, "services", "health", "web").returncode == 0

@@ -73,8 +73,9 @@ def up(
             for item in stream:
                 if as_json:
                     sys.stdout.write(json.dumps(to_json(item)) + "\n")
-                else:
-                    sys.stdout.write(f"{item.service}: {item.state} {item.message}\n")
+                else:  # "redis: healthy: +PONG", not "redis: healthy healthy: +PONG"
+                    said = item.message if item.message.startswith(item.state) else f"{item.state}: {item.message}"
+                    sys.stdout.write(f"{item.service}: {said}\n")
                 sys.stdout.flush()
             return
         with Live(_progress_table(rows, started), console=console, refresh_per_second=8) as live:

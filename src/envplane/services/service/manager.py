@@ -31,6 +31,7 @@ from envplane.services.service.units import ACTIVE, ENDED, UP, Change, State, Un
 
 logger = logging.getLogger("envplane.services")
 LOG_TAIL_LINES = 20
+START_WAIT = 30.0  # seconds a stop waits for a start in flight to finish
 
 
 class Observer(Protocol):
@@ -268,8 +269,12 @@ class Manager:
         if unit.state not in ACTIVE and unit.instance is None:
             return f"was not running ({unit.state.value})"
         unit.stopping = True
-        while unit.state == State.STARTING:  # never cut a start in half: its instance would be lost
-            await self.changed()
+        # Never cut a start in half (its instance would be lost), but never wait on one for
+        # ever either (a pull that hangs): past the bound, the start is cancelled.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(START_WAIT):
+                while unit.state == State.STARTING:
+                    await self.changed()
         instance = unit.instance
         self.set_state(unit, State.STOPPING, "stopping")
         exit_: Exit | None = None
