@@ -40,7 +40,7 @@ from envplane.services.service.observability import ServiceMetrics, ServiceObser
 from envplane.services.service.process_runtime import ProcessRuntime
 from envplane.services.service.registry import Registry
 from envplane.services.service.runtime import LogLine, Runtime
-from envplane.services.service.units import UP, Change, State
+from envplane.services.service.units import UP, Change, State, healthy_in
 from envplane.services.service.views import ServiceView, view
 from envplane.services.service.workloads import Workloads
 
@@ -270,7 +270,7 @@ class ServicesService:
                 unit = self.manager.unit(name)
                 yield HealthUpdate(
                     name,
-                    unit.state == State.HEALTHY or (unit.state in UP and unit.definition.probe is None),
+                    unit.is_healthy,
                     unit.state.value,
                     unit.message,
                     unit.failure_output(),
@@ -285,8 +285,8 @@ class ServicesService:
                     continue
                 if change.service not in wanted:
                     continue
-                unit = self.manager.unit(change.service)
-                healthy = change.state == State.HEALTHY or (change.state in UP and unit.definition.probe is None)
+                probe = self.manager.unit(change.service).definition.probe
+                healthy = healthy_in(change.state, has_probe=probe is not None)
                 yield HealthUpdate(
                     change.service, healthy, change.state.value, change.message, change.output, change.timestamp
                 )

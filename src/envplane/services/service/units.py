@@ -45,6 +45,11 @@ ACTIVE = UP | {State.WAITING, State.STARTING, State.RESTARTING, State.STOPPING} 
 ENDED = {State.FAILED, State.SKIPPED}  # gave up: an `up` waiting on it fails
 
 
+def healthy_in(state: State, *, has_probe: bool) -> bool:
+    """Healthy by its probe; a service without one is healthy while it runs."""
+    return state == State.HEALTHY or (not has_probe and state in UP)
+
+
 @dataclass(frozen=True)
 class Change:
     """A state or health change, as progress streams and health watchers see it."""
@@ -96,6 +101,10 @@ class Unit:
         if condition == "healthy" and self.definition.probe is not None:
             return self.state == State.HEALTHY
         return self.state in UP or self.state == State.EXITED
+
+    @property
+    def is_healthy(self) -> bool:
+        return healthy_in(self.state, has_probe=self.definition.probe is not None)
 
     def cannot_satisfy(self) -> str | None:
         """Why this run will not meet any condition any more (None: it still may)."""
