@@ -298,3 +298,17 @@ async def test_a_changed_spec_restarts_the_service_with_it(
     again = unit.instance.pid
     await up(service, ["web"])  # unchanged: nothing restarts
     assert service.manager.units["web"].instance.pid == again
+
+
+async def test_serial_starts_one_at_a_time(make_services: Callable[..., Any], ports: Callable[[], int]) -> None:
+    """The original protocol's ``parallel = false``: each service once the one before settled."""
+    service = await make_services(http_service("one", ports()) + http_service("two", ports()))
+    changes = [c async for c in service.manager.up(["one", "two"], wait=True, timeout=20, serial=True)]
+    one_healthy = next(c.timestamp for c in changes if c.service == "one" and c.state == State.HEALTHY)
+    two_starting = next(c.timestamp for c in changes if c.service == "two" and c.state == State.STARTING)
+    assert one_healthy <= two_starting
+    parallel = await make_services(http_service("three", ports()) + http_service("four", ports()))
+    changes = [c async for c in parallel.manager.up(["three", "four"], wait=True, timeout=20)]
+    four_starting = next(c.timestamp for c in changes if c.service == "four" and c.state == State.STARTING)
+    three_healthy = next(c.timestamp for c in changes if c.service == "three" and c.state == State.HEALTHY)
+    assert four_starting < three_healthy  # by default, independent services start together

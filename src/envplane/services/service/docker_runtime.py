@@ -310,20 +310,8 @@ class DockerRuntime:
         pumps = [threading.Thread(target=pump, args=(flag,), daemon=True) for flag in (True, False)]
         for thread in pumps:
             thread.start()
-        try:
-            if not follow:  # both streams whole, merged by each line's own time
-                lines: list[LogLine] = []
-                ended = 0
-                while ended < 2:
-                    item = await queue.get()
-                    if item is None:
-                        ended += 1
-                    else:
-                        lines.append(item)
-                lines.sort(key=lambda line: line.timestamp)
-                for line in lines[-tail:] if tail > 0 else lines:
-                    yield line
-                return
+
+        async def both() -> AsyncIterator[LogLine]:  # until both streams have ended
             ended = 0
             while ended < 2:
                 item = await queue.get()
@@ -331,6 +319,15 @@ class DockerRuntime:
                     ended += 1
                 else:
                     yield item
+
+        try:
+            if follow:
+                async for line in both():
+                    yield line
+                return
+            lines = sorted([line async for line in both()], key=lambda line: line.timestamp)  # merged by time
+            for line in lines[-tail:] if tail > 0 else lines:
+                yield line
         finally:
             stop.set()
             for stream in streams:

@@ -39,33 +39,46 @@ def _copies(path: Path) -> list[Path]:
     return [*rotated, path]
 
 
-def _lines(path: Path, since: float) -> Iterator[LogLine]:
-    for copy in _copies(path):
-        try:
-            with open(copy, "rb") as f:
-                for raw in f:
-                    line = parse(raw)
-                    if line is not None and line.timestamp >= since:
-                        yield line
-        except FileNotFoundError:
-            continue
+def _parse_all(data: bytes, since: float) -> Iterator[LogLine]:
+    for raw in data.splitlines():
+        line = parse(raw)
+        if line is not None and line.timestamp >= since:
+            yield line
 
 
-def backlog(path: Path, *, tail: int, since: float) -> list[LogLine]:
-    """What is there now: the last ``tail`` lines (0: all) at or after ``since``."""
-    if tail > 0:
-        return list(collections.deque(_lines(path, since), maxlen=tail))
-    return list(_lines(path, since))
+def backlog(path: Path, *, tail: int, since: float) -> tuple[list[LogLine], int, int]:
+    """What is there now: the last ``tail`` lines (0: all) at or after ``since``, and where
+    they end (the current file's inode, and the offset after its last whole line), so a
+    follower goes on from exactly there. The current file is opened first: a rotation while
+    the copies are read cannot make a line appear twice (a copy that is that file is skipped)."""
+    lines: collections.deque[LogLine] = collections.deque(maxlen=tail if tail > 0 else None)
+    try:
+        current = open(path, "rb")  # noqa: SIM115 (closed below, after the copies are read)
+    except FileNotFoundError:
+        current = None
+    try:
+        inode = os.fstat(current.fileno()).st_ino if current else 0
+        for copy in _copies(path)[:-1]:
+            try:
+                with open(copy, "rb") as f:
+                    if os.fstat(f.fileno()).st_ino != inode:
+                        lines.extend(_parse_all(f.read(), since))
+            except FileNotFoundError:
+                continue
+        offset = 0
+        if current is not None:
+            data = current.read()
+            offset = data.rfind(b"\n") + 1  # a line still being written is the follower's
+            lines.extend(_parse_all(data[:offset], since))
+        return list(lines), inode, offset
+    finally:
+        if current is not None:
+            current.close()
 
 
 async def read(path: Path, *, tail: int, since: float, follow: bool) -> AsyncIterator[LogLine]:
-    # Where the backlog ends: the current file's inode and size, read in the same look.
-    try:
-        stat = os.stat(path)
-        inode, offset = stat.st_ino, stat.st_size
-    except FileNotFoundError:
-        inode, offset = 0, 0
-    for line in await asyncio.to_thread(backlog, path, tail=tail, since=since):
+    lines, inode, offset = await asyncio.to_thread(backlog, path, tail=tail, since=since)
+    for line in lines:
         yield line
     if not follow:
         return

@@ -31,7 +31,7 @@ from typing import IO, Any
 import psutil
 
 from envplane.core.files import write_atomic
-from envplane.core.processes import DAEMON_ONLY_VARIABLES, start_time
+from envplane.core.processes import DAEMON_ONLY_VARIABLES
 from envplane.errors import ServiceFailed
 from envplane.services.service import logfiles, shim
 from envplane.services.service.definitions import ServiceDef
@@ -164,12 +164,8 @@ class ProcessRuntime:
                 why = exit_file.read_text().strip().removeprefix("error ")
                 raise ServiceFailed(f"service {service.name!r} did not start: {why}")
             if pid_file.exists():
-                pid_text, _, pid_started = pid_file.read_text().strip().partition(" ")
-                pid = int(pid_text)
-                try:
-                    group = os.getpgid(pid)
-                except ProcessLookupError:  # it ended already: its group is gone with it
-                    group = 0
+                pid_text, pid_started, group_text, group_started = [*pid_file.read_text().split(), "", "", ""][:4]
+                pid, group = int(pid_text), int(group_text or 0)
                 instance = Instance(
                     service.name,
                     self.name,
@@ -178,7 +174,7 @@ class ProcessRuntime:
                     pid=pid,
                     pid_started=pid_started,
                     group=group,
-                    group_started=(start_time(group) or "") if group else "",
+                    group_started=group_started,
                 )
                 write_atomic(folder / "instance.json", instance.to_json())
                 return instance

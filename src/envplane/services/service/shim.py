@@ -6,7 +6,8 @@ for the spec on its stdin (so it can be started ahead, while dependencies get re
 
 * starts the service's command from the spec (its variables, work dir, and the user to run
   as: PostgreSQL refuses to run as root), with stdout and stderr on pipes of its own;
-* writes ``pid`` (the service's pid and its start time, atomically) once the service runs, or
+* writes ``pid`` (the service's pid and start time, then its own: the group's leader;
+  atomically) once the service runs, or
   ``exit`` with ``error <why>`` when the command cannot start;
 * writes every output line to ``service.log`` as ``<epoch ms> <o|e> <text>``, the line's own
   time, rotating at ``log_max_bytes`` into ``service.log.1`` … ``.<log_backups>``;
@@ -127,7 +128,8 @@ def main(folder: str) -> int:
         log.write(b"e", message.encode())
         write_atomic(exit_path, "error " + message + "\n")
         return 127
-    write_atomic(os.path.join(folder, "pid"), f"{child.pid} {start_time(child.pid)}\n")
+    me = os.getpid()  # the group's leader: what the daemon kills last
+    write_atomic(os.path.join(folder, "pid"), f"{child.pid} {start_time(child.pid)} {me} {start_time(me)}\n")
     pumps = [
         threading.Thread(target=pump, args=(child.stdout, b"o", log), daemon=True),
         threading.Thread(target=pump, args=(child.stderr, b"e", log), daemon=True),
