@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from envplane.observations.service import baselines, policies, replay, traces
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "nextflow-traces"
+DATA = traces.shipped()
 
 
 def row(workflow: str, policy: str, score: replay.Score) -> str:

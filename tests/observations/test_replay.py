@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +13,7 @@ from envplane.observations.service import baselines, replay, traces
 from envplane.observations.service.replay import GBH, Known
 from envplane.observations.service.traces import Task
 
-SIZEY = Path(__file__).resolve().parents[3] / "shared" / "data" / "nextflow-traces" / "sizey"
+SIZEY = traces.shipped() / "sizey"
 GIB = 2**30
 
 
