@@ -89,6 +89,18 @@ def test_tovar_minimizes_the_expected_waste() -> None:
     assert baselines.Tovar().retry(task(99, 5, submit=0, complete=0), known, [GIB]) == 10 * GIB
 
 
+def test_the_rightsizer_leaves_room_for_a_new_record() -> None:
+    from envplane.observations.service.policies import RightSizer
+
+    known = Known("P")
+    for i, peak in enumerate([1.0] * 8 + [1.02, 1.05]):
+        known.add(task(i, peak, submit=i, complete=i))
+    policy = RightSizer()  # no input sizes: the peaks' own distribution, a failure costs 10 retries
+    allocation = policy.first(task(99, 1.0, submit=0, complete=0), known)
+    assert allocation == int(1.05 * GIB * (1 + (1.05 / 1.02 - 1)))  # the max plus the last record's step
+    assert policy.retry(task(99, 2.0, submit=0, complete=0), known, [allocation]) == int(allocation * 1.25)
+
+
 @pytest.mark.skipif(not SIZEY.is_dir(), reason=f"the shipped traces are not at {SIZEY}")
 def test_on_the_shipped_traces_the_baselines_have_their_published_shape() -> None:
     """The issue: the running maximum reaches a MAQ in the mid-80s % with a few hundred

@@ -13,7 +13,10 @@
 4. A retry below the maximum seen goes to it (with ``headroom``); at or past it, the failed
    allocation grows by ``growth``.
 
-Until ``min_known`` tasks have completed it allocates the maximum seen (or the request).
+Where the choice is the maximum seen, it is given the room of the last step a new maximum took
+(at most ``record_cap``): the next task may be a new record, and a failure costs a whole
+allocation where a few percent more costs a few percent. Until ``min_known`` tasks have
+completed it allocates the maximum seen (or the request).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class RightSizer:
     growth: float = 1.25  # a retry at or past the maximum seen grows the failed allocation this much
     min_known: int = 5
     min_r2: float = 0.8  # the input size is used only when it explains this much of the (log) peaks
+    record_cap: float = 0.1  # at most this margin over the maximum seen (see first())
 
     def _hypothetical(self, task: Task, known: Known) -> np.ndarray:
         peaks = np.log(np.asarray(known.peaks_in_order, dtype=float))
@@ -65,6 +69,12 @@ class RightSizer:
         choice = float(h[int(np.argmin(cost))])
         if task.input_size <= max(known.inputs):  # within what was seen: never above the maximum seen
             choice = min(choice, float(known.maximum))
+        if choice == known.maximum and len(known.peaks) >= 2:
+            # Choosing the maximum says the next task may be a new record: leave it room of the
+            # last step a record took (the maximum over the peak below it), up to record_cap. A
+            # failure costs a whole allocation; a few percent more costs a few percent.
+            step = known.maximum / max(known.peaks[-2], 1) - 1
+            choice = known.maximum * (1 + min(max(step, 0.0), self.record_cap))
         return int(choice)
 
     def retry(self, task: Task, known: Known, failed: Sequence[int]) -> int:
