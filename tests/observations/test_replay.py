@@ -92,13 +92,17 @@ def test_tovar_minimizes_the_expected_waste() -> None:
 def test_the_rightsizer_leaves_room_for_a_new_record() -> None:
     from envplane.observations.service.policies import RightSizer
 
-    known = Known("P")
-    for i, peak in enumerate([1.0] * 8 + [1.02, 1.05]):
-        known.add(task(i, peak, submit=i, complete=i))
     policy = RightSizer()  # no input sizes: the peaks' own distribution, a failure costs 10 retries
-    allocation = policy.first(task(99, 1.0, submit=0, complete=0), known)
-    assert allocation == int(1.05 * GIB * (1 + (1.05 / 1.02 - 1)))  # the max plus the last record's step
-    assert policy.retry(task(99, 2.0, submit=0, complete=0), known, [allocation]) == int(allocation * 1.25)
+    few, many = Known("P"), Known("P")
+    for i, peak in enumerate([1.0] * 8 + [1.02, 1.05]):
+        few.add(task(i, peak, submit=i, complete=i))
+    for i, peak in enumerate([1.0] * 18 + [1.02, 1.05]):
+        many.add(task(i, peak, submit=i, complete=i))
+    probe = task(99, 1.0, submit=0, complete=0)
+    assert policy.first(probe, few) == int(1.05 * GIB)  # the maximum: too few known for a margin
+    allocation = policy.first(probe, many)
+    assert allocation == int(1.05 * GIB * (1.05 / 1.02))  # the maximum plus the last record's step
+    assert policy.retry(task(99, 2.0, submit=0, complete=0), many, [allocation]) == int(allocation * 1.25)
 
 
 @pytest.mark.skipif(not SIZEY.is_dir(), reason=f"the shipped traces are not at {SIZEY}")

@@ -2,21 +2,26 @@
 
 **rightsizer** (the default): per process, online.
 
-1. The peak is modelled from the input size, in log-log (``log peak = a + b log input``), fitted
-   by least squares on the tasks completed so far; with no useful input size the slope is 0
-   and the model is the peaks' own distribution.
-2. The residuals of the tasks seen, put on this task's prediction, are the peaks it may have.
+1. The peak is modelled from the input size, by whichever model explains the (log) peaks of the
+   tasks completed so far better: a power law (``log peak = a + b log input``) or an offset plus
+   a slope (``peak = a + b input``: a tool with a fixed base, a JVM's heap); only where it
+   explains ``min_r2`` of them. Otherwise the model is the peaks' own distribution.
+2. The errors of the tasks seen, put on this task's prediction, are the peaks it may have.
 3. The first allocation is the one of those that minimizes the expected cost of this task:
-   ``allocation - peak`` where it fits, ``allocation + (retry - peak) + penalty`` where it
-   fails (the failed attempt is wasted whole, the retry over-allocates, and a failure costs
-   ``penalty`` × the retry besides: the knob between waste and failures).
-4. A retry below the maximum seen goes to it (with ``headroom``); at or past it, the failed
+   ``allocation - peak`` where it fits, ``allocation + (retry - peak) + penalty × retry``
+   where it fails (the failed attempt is wasted whole, the retry over-allocates, and a failure
+   costs besides: ``penalty`` is the knob between waste and failures).
+4. Bounds from what was seen: for an input within the range seen, never above the maximum
+   seen; below it, never under the least peak seen (an offset extrapolates badly downwards).
+   Where the maximum is the choice (the model said more, or ``margin_min_known`` tasks are
+   known), it gets the room of the last step a new maximum took, at most ``record_cap``: the
+   task may be a new record, and a failure costs a whole allocation where a few percent more
+   costs a few percent.
+5. A retry below the maximum seen goes to it (with ``headroom``); at or past it, the failed
    allocation grows by ``growth``.
 
-Where the choice is the maximum seen, it is given the room of the last step a new maximum took
-(at most ``record_cap``): the next task may be a new record, and a failure costs a whole
-allocation where a few percent more costs a few percent. Until ``min_known`` tasks have
-completed it allocates the maximum seen (or the request).
+Until ``min_known`` tasks have completed it allocates the maximum seen (or the request). The
+settings are the best found on the sizey/ traces (``benchmarks/README.md`` has the table).
 """
 
 from __future__ import annotations
@@ -39,24 +44,35 @@ class RightSizer:
     growth: float = 1.25  # a retry at or past the maximum seen grows the failed allocation this much
     min_known: int = 5
     min_r2: float = 0.8  # the input size is used only when it explains this much of the (log) peaks
-    record_cap: float = 0.1  # at most this margin over the maximum seen (see first())
+    min_r2_affine: float = 0.8  # the same for the offset-plus-slope model
+    record_cap: float = 0.05  # at most this margin over the maximum seen (see first())
+    margin_min_known: int = 20  # the margin also when the choice is the maximum itself, once this many are known
 
     def _hypothetical(self, task: Task, known: Known) -> np.ndarray:
-        peaks = np.log(np.asarray(known.peaks_in_order, dtype=float))
-        inputs = np.log1p(np.asarray(known.inputs, dtype=float))
-        x = np.log1p(float(task.input_size))
-        spread = inputs.std()
-        slope, intercept = 0.0, float(peaks.mean())
-        if spread > 1e-9 and task.input_size > 0:
-            fitted_slope, _ = np.polyfit(inputs, peaks, 1)
-            fitted_slope = max(float(fitted_slope), 0.0)  # more input never needs less memory
-            fitted_intercept = float(peaks.mean() - fitted_slope * inputs.mean())
-            residual = peaks - (fitted_intercept + fitted_slope * inputs)
-            total = float(((peaks - peaks.mean()) ** 2).sum())
-            if total > 0 and 1 - float((residual**2).sum()) / total >= self.min_r2:
-                slope, intercept = fitted_slope, fitted_intercept
-        residuals = peaks - (intercept + slope * inputs)
-        return np.sort(np.exp(intercept + slope * x + residuals))
+        """The peaks this task may have: the tasks seen, each one's error over the model put on
+        this task's prediction (sorted). The model is whichever explains the (log) peaks better,
+        a power law (log-log line) or an offset plus a slope (a tool with a fixed base, a JVM's
+        heap), and only if it explains ``min_r2`` of them; else the peaks as they are."""
+        peaks = np.asarray(known.peaks_in_order, dtype=float)
+        inputs = np.asarray(known.inputs, dtype=float)
+        logs = np.log(peaks)
+        total = float(((logs - logs.mean()) ** 2).sum())
+        x = float(task.input_size)
+        best: tuple[float, np.ndarray, float] | None = None  # (r2, fitted at seen, fitted at x)
+        if task.input_size > 0 and total > 0 and inputs.std() > 1e-9:
+            for (fitted, at_x), floor in (
+                (_power_law(inputs, logs, x), self.min_r2),
+                (_affine(inputs, peaks, x), self.min_r2_affine),
+            ):
+                if fitted is None:
+                    continue
+                r2 = 1 - float(((logs - fitted) ** 2).sum()) / total
+                if r2 >= floor and (best is None or r2 > best[0]):
+                    best = (r2, fitted, at_x)
+        if best is None:
+            return np.sort(peaks)
+        _, fitted, at_x = best
+        return np.sort(np.exp(at_x + logs - fitted))
 
     def first(self, task: Task, known: Known) -> int:
         if len(known) < self.min_known:
@@ -67,12 +83,17 @@ class RightSizer:
         k = np.arange(n)
         cost = h * n + (retry + self.penalty * retry) * (n - 1 - k) - h.sum()
         choice = float(h[int(np.argmin(cost))])
+        beyond = choice > known.maximum  # the model puts this task above every peak seen
         if task.input_size <= max(known.inputs):  # within what was seen: never above the maximum seen
             choice = min(choice, float(known.maximum))
-        if choice == known.maximum and len(known.peaks) >= 2:
-            # Choosing the maximum says the next task may be a new record: leave it room of the
-            # last step a record took (the maximum over the peak below it), up to record_cap. A
-            # failure costs a whole allocation; a few percent more costs a few percent.
+        if 0 < task.input_size < min(known.inputs):  # below what was seen: a model extrapolates an
+            choice = max(choice, float(known.peaks[0]))  # offset badly (a JVM's heap); no less than the least seen
+        at_top = len(known) >= self.margin_min_known
+        if (beyond or at_top) and choice == known.maximum and len(known.peaks) >= 2:
+            # The maximum, where the model said more (or, with enough known, chose it): the task
+            # may be a new record. Leave it the room of the last step a record took (the maximum
+            # over the peak below it), up to record_cap: a failure costs a whole allocation, a
+            # few percent more costs a few percent.
             step = known.maximum / max(known.peaks[-2], 1) - 1
             choice = known.maximum * (1 + min(max(step, 0.0), self.record_cap))
         return int(choice)
@@ -86,6 +107,23 @@ class RightSizer:
                 ceiling = max(ceiling, float(self._hypothetical(task, known)[-1]))  # a larger input than any seen
             return int(max(ceiling * self.headroom, last * 1.25))
         return int(last * self.growth)
+
+
+def _power_law(inputs: np.ndarray, logs: np.ndarray, x: float) -> tuple[np.ndarray | None, float]:
+    """log peak = a + b log(1 + input), b >= 0: (the fitted log peaks, the log prediction at x)."""
+    u = np.log1p(inputs)
+    slope = max(float(np.polyfit(u, logs, 1)[0]), 0.0)  # more input never needs less memory
+    intercept = float(logs.mean() - slope * u.mean())
+    return intercept + slope * u, intercept + slope * float(np.log1p(x))
+
+
+def _affine(inputs: np.ndarray, peaks: np.ndarray, x: float) -> tuple[np.ndarray | None, float]:
+    """peak = a + b × input, b >= 0, a > 0: (the fitted log peaks, the log prediction at x)."""
+    slope = max(float(np.polyfit(inputs, peaks, 1)[0]), 0.0)
+    intercept = float(peaks.mean() - slope * inputs.mean())
+    if intercept <= 0:
+        return None, 0.0
+    return np.log(intercept + slope * inputs), float(np.log(intercept + slope * x))
 
 
 POLICY = RightSizer()
