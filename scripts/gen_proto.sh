@@ -39,3 +39,15 @@ for f in "$tmp"/env_manager/v1/*; do
       "$f" > "$out/envplane/env_manager/v1/$(basename "$f")"
 done
 touch "$out/envplane/env_manager/__init__.py" "$out/envplane/env_manager/v1/__init__.py"
+
+# The earlier Nextflow plugin's AI-comms protocol (package nf_ai_comms, file nf_ai_comms.proto
+# at the root as its clients compile it), generated as envplane.nf_ai_comms.
+python -m grpc_tools.protoc -I proto/nf_ai_comms \
+  --python_out="$tmp" --grpc_python_out="$tmp" --mypy_out="$tmp" --mypy_grpc_out="$tmp" \
+  proto/nf_ai_comms/nf_ai_comms.proto
+mkdir -p "$out/envplane/nf_ai_comms"
+for f in "$tmp"/nf_ai_comms_pb2*; do
+  sed -e 's/^import nf_ai_comms_pb2 as /from envplane.nf_ai_comms import nf_ai_comms_pb2 as /' \
+      "$f" > "$out/envplane/nf_ai_comms/$(basename "$f")"
+done
+touch "$out/envplane/nf_ai_comms/__init__.py"

@@ -35,6 +35,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("v1", "services"),
         ("envmanager", "env_manager"),
         ("env_manager/v1", "env_manager"),
+        ("nf_ai_comms", "nf_ai_comms"),
     ],
 )
 def test_generated_code_is_up_to_date(fresh: Path, package: str, stem: str) -> None:
