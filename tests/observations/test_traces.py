@@ -39,7 +39,7 @@ def test_raw_and_csv_and_gzip(tmp_path: Path) -> None:
     )
     (tmp_path / "trace_wf.csv").write_text(raw)
     (tmp_path / "trace_wf2.csv.gz").write_bytes(gzip.compress(raw.encode()))
-    for name, workflow in (("trace_wf.csv", "wf"), ("trace_wf2.csv.gz", "wf2")):
+    for name, workflow in (("trace_wf.csv", "trace_wf"), ("trace_wf2.csv.gz", "trace_wf2")):
         (task,) = traces.read(tmp_path / name)
         assert (task.workflow, task.request, task.peak_rss, task.realtime, task.input_size) == (
             workflow,

@@ -11,7 +11,7 @@ import typer
 from rich.text import Text
 
 from envplane import __version__
-from envplane.cli import activity, environments, services, workers
+from envplane.cli import activity, environments, observe, services, workers
 from envplane.cli.output import err_console
 from envplane.errors import EnvplaneError
 
@@ -25,6 +25,7 @@ app.add_typer(activity.ops_app, name="ops")
 app.add_typer(activity.events_app, name="events")
 app.add_typer(workers.app, name="pool")
 app.add_typer(services.app, name="services")
+app.add_typer(observe.app, name="observe")
 
 # Exit codes a script can branch on, by error class.
 EXIT_CODES = {

@@ -128,13 +128,26 @@ def eligible(tasks: Iterable[Task]) -> tuple[dict[str, list[Task]], dict[str, st
     return kept, dropped, left_out
 
 
-def replay(workflow: str, tasks: Sequence[Task], policy: Policy, *, allocations: IO[str] | None = None) -> Replay:
+def replay(
+    workflow: str,
+    tasks: Sequence[Task],
+    policy: Policy,
+    *,
+    allocations: IO[str] | None = None,
+    history: float = HISTORY,
+) -> Replay:
+    """``tasks`` of one workflow through ``policy``; ``history`` is the fraction of each
+    process's tasks (in submission order) known before the replay starts."""
+    if not 0 <= history < 1:
+        from envplane.errors import InvalidArgument
+
+        raise InvalidArgument(f"the history split must be in [0, 1), got {history}")
     kept, dropped, left_out = eligible(tasks)
     result = Replay(workflow, policy.name, dropped=dropped, left_out=left_out)
     for process, items in sorted(kept.items()):
         score = Score()
         known = Known(process)
-        split = len(items) - math.ceil((1 - HISTORY) * len(items))
+        split = len(items) - math.ceil((1 - history) * len(items))
         for task in items[:split]:
             known.add(task)
         online = items[split:]

@@ -129,7 +129,7 @@ def workflow_name(path: Path) -> str:
     name = path.name
     for suffix in (".gz", ".csv", ".tsv", ".txt"):
         name = name.removesuffix(suffix)
-    return name.removeprefix("trace_")
+    return name  # (the allocations file names a workflow so: the file name without extensions)
 
 
 def read(path: Path) -> list[Task]:
