@@ -37,10 +37,15 @@ def main() -> None:
     sizey = sorted((root / "sizey").glob("*.csv.gz")) if (root / "sizey").is_dir() else sorted(root.glob("*"))
     print("== sizey/ (the six workflows of the targets) ==")
     table(sizey)
-    for other in ("k-segments/tasks_summary.csv.gz", "cws-memory-predictors/taskscaler_observations.csv.gz"):
-        if (root / other).exists():
-            print(f"\n== {other} (reported, not targets) ==")
-            table([root / other])
+    ksegments = root / "k-segments" / "tasks_summary.csv.gz"
+    if ksegments.exists():
+        print("\n== k-segments/ task summaries, eager and sarek in one file (reported, not targets) ==")
+        table([ksegments])
+    cws = root / "cws-memory-predictors" / "taskscaler_observations.csv.gz"
+    if cws.exists():
+        print("\n== cws-memory-predictors/: what each predictor's recorded allocations did, 11 runs each ==")
+        print("   (test-profile inputs: tiny tasks, so MAQ is low for all; a replay would pool 140 runs)")
+        print(evaluation.render_recorded(evaluation.recorded(traces.read(cws))))
 
 
 if __name__ == "__main__":

@@ -117,3 +117,24 @@ def test_on_the_shipped_traces_the_baselines_have_their_published_shape() -> Non
     assert 0.36 <= totals["presets"].maq <= 0.40 and totals["presets"].failures == 0
     assert 0.82 <= totals["seqera-max"].maq <= 0.88 and 100 <= totals["seqera-max"].failures <= 900
     assert totals["presets"].tasks == totals["tovar"].tasks > 9000
+
+
+def test_the_recorded_allocations_of_a_trace_are_scored_as_they_ran() -> None:
+    from envplane.observations.service.evaluation import recorded
+
+    def attempt(predictor: str, status: str, request: float, peak: float) -> Task:
+        run = f"rnaseq/1/{predictor}/3"
+        return Task("cws", run, "t", "P", 1, status, 0, int(request * GIB), int(peak * GIB), 3_600_000, 0, 1, 0)
+
+    groups = recorded(
+        [
+            attempt("Linear", "FAILED", 1, 0),  # an OOM kill: its whole request for its runtime
+            attempt("Linear", "COMPLETED", 2, 1.5),
+            attempt("Linear", "COMPLETED", 2, 0),  # too short to be measured: left out
+            attempt("None", "COMPLETED", 4, 1),
+        ]
+    )
+    linear, none = groups["rnaseq/Linear"], groups["rnaseq/None"]
+    assert (linear.attempts, linear.failures, linear.tasks) == (2, 1, 1)
+    assert linear.waste == pytest.approx(1 + 0.5) and linear.usage == pytest.approx(1.5)
+    assert none.waste == pytest.approx(3) and none.maq == pytest.approx(0.25)

@@ -113,3 +113,33 @@ def render(table: Table) -> str:
     if judged:
         out.append(f"per-workflow targets met: {met} of {judged}")
     return "\n".join(out)
+
+
+def recorded(tasks: Sequence[traces.Task]) -> dict[str, replay.Score]:
+    """What the allocations *recorded* in a trace did, by run group (for the CWS file: workflow
+    and predictor): failed attempts waste their whole request × runtime; successful ones
+    (request − peak) × runtime; attempts too short to have a measured peak are left out."""
+    groups: dict[str, replay.Score] = {}
+    for task in tasks:
+        parts = task.run.split("/")
+        key = f"{parts[0]}/{parts[2]}" if len(parts) >= 3 else (task.run or task.workflow)
+        score = groups.setdefault(key, replay.Score())
+        if task.status == "COMPLETED" and task.peak_rss <= 0:
+            continue
+        score.attempts += 1
+        if task.status != "COMPLETED":
+            score.failures += 1
+            score.waste += task.request * task.realtime / replay.GBH
+            continue
+        score.tasks += 1
+        score.usage += task.peak_rss * task.realtime / replay.GBH
+        score.waste += max(task.request - task.peak_rss, 0) * task.realtime / replay.GBH
+    return dict(sorted(groups.items()))
+
+
+def render_recorded(groups: dict[str, replay.Score]) -> str:
+    header = f"{'run group':34} {'attempts':>9} {'failed':>7} {'waste GB·h':>11} {'MAQ':>7}"
+    lines = [header, "-" * len(header)]
+    for key, s in groups.items():
+        lines.append(f"{key:34} {s.attempts:9d} {s.failures:7d} {s.waste:11.2f} {s.maq:7.1%}")
+    return "\n".join(lines)
