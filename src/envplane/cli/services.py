@@ -202,12 +202,12 @@ def health(
             services = [s for s in client.services.status(names or []) if names or s.state != "stopped"]
             if as_json:
                 emit_json([to_json(s) for s in services])
-            for s in services:
+            healthy = [s.state == "healthy" or (s.state == "running" and not s.probe) for s in services]
+            for s, ok in zip(services, healthy, strict=True):
                 if not as_json:
-                    healthy = s.state == "healthy" or (s.state == "running" and not s.probe)
-                    mark = "[green]healthy[/]" if healthy else "[red]not healthy[/]"
+                    mark = "[green]healthy[/]" if ok else "[red]not healthy[/]"
                     console.print(f"{s.name}: {mark} ({_state(s.state)}) {s.probe_output.strip()[:200]}")
-            if not all(s.state == "healthy" or (s.state == "running" and not s.probe) for s in services):
+            if not all(healthy):
                 raise typer.Exit(5)
             return
         try:

@@ -74,7 +74,7 @@ async def stream_logs(service: ServicesService, request: pb.StreamLogsRequest) -
         raise InvalidArgument(f"tail must be >= 0, got {request.tail}")
     since = _seconds("since", request.since)
     lines = service.logs(request.name, tail=request.tail, since=since, follow=request.follow)
-    unit = service.manager.unit(request.name)
-    container = unit.instance.container_id if unit.instance else ""
+    instance = service.instance(request.name)
+    container = instance.container_id if instance else ""
     async for line in lines:
         yield messages.log_line(request.name, container, line)

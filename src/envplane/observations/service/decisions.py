@@ -28,7 +28,6 @@ from envplane.observations.service.traces import Task
 
 OOM_EXITS = frozenset({104, *range(130, 146)})  # 137 SIGKILL, 139 SIGSEGV, 143 SIGTERM among them
 STATUSES = ("SUBMITTED", "RUNNING", "STARTED", "COMPLETED", "CACHED", "FAILED", "ABORTED")
-DONE_EVENTS = ("task_complete", "process_completed", "task_completed", "completed", "process_failed", "")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Protocol
 
+from envplane.errors import InvalidArgument
 from envplane.observations.service.traces import Task
 
 MIN_TASKS = 34
@@ -42,8 +43,6 @@ class Known:
         self.peaks: list[int] = []  # sorted
         self.inputs: list[int] = []  # completion order, with peaks_in_order
         self.peaks_in_order: list[int] = []
-        self.realtimes: list[float] = []
-        self.requests: list[int] = []
         self.maximum = 0
 
     def __len__(self) -> int:
@@ -53,8 +52,6 @@ class Known:
         bisect.insort(self.peaks, task.peak_rss)
         self.inputs.append(task.input_size)
         self.peaks_in_order.append(task.peak_rss)
-        self.realtimes.append(task.realtime)
-        self.requests.append(task.request)
         self.maximum = max(self.maximum, task.peak_rss)
 
     def quantile(self, q: float) -> int:
@@ -139,8 +136,6 @@ def replay(
     """``tasks`` of one workflow through ``policy``; ``history`` is the fraction of each
     process's tasks (in submission order) known before the replay starts."""
     if not 0 <= history < 1:
-        from envplane.errors import InvalidArgument
-
         raise InvalidArgument(f"the history split must be in [0, 1), got {history}")
     kept, dropped, left_out = eligible(tasks)
     result = Replay(workflow, policy.name, dropped=dropped, left_out=left_out)

@@ -35,6 +35,7 @@ from envplane.env_manager.v1 import env_manager_pb2 as pb
 from envplane.env_manager.v1 import env_manager_pb2_grpc as pb_grpc
 from envplane.errors import CommandError, EnvplaneError, InvalidArgument, NotFound, ServiceFailed
 from envplane.services.service.services_service import ServicesService
+from envplane.services.service.units import State, healthy_in
 from envplane.services.service.views import ServiceView
 from envplane.services.service.workloads import hardware
 
@@ -233,8 +234,8 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
         lines = self._svc.logs(
             request.service_name, tail=request.tail, since=float(request.since_timestamp), follow=request.follow
         )
-        unit = self._svc.manager.unit(request.service_name)
-        where = unit.instance.container_id or f"pid:{unit.instance.pid}" if unit.instance else ""
+        instance = self._svc.instance(request.service_name)
+        where = (instance.container_id or f"pid:{instance.pid}") if instance else ""
         async for line in lines:
             yield pb.LogEntry(
                 service_name=request.service_name,
@@ -246,7 +247,7 @@ class EnvManagerServicer(pb_grpc.EnvManagerServiceServicer):
 
 
 def _healthy(view: ServiceView) -> bool:
-    return view.state == "healthy" or (view.state == "running" and not view.probe)
+    return healthy_in(State(view.state), has_probe=bool(view.probe))
 
 
 def _result(value: Any) -> dict[str, str]:

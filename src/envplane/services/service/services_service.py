@@ -30,7 +30,7 @@ from envplane.config import Settings
 from envplane.config_file import CONFIG_VARIABLE
 from envplane.core.capability import Core
 from envplane.core.files import write_atomic
-from envplane.errors import InvalidArgument, NotFound
+from envplane.errors import InvalidArgument
 from envplane.services.service import registry as registry_module
 from envplane.services.service.definitions import ServiceDef
 from envplane.services.service.docker_runtime import DockerRuntime
@@ -39,7 +39,7 @@ from envplane.services.service.manager import Manager
 from envplane.services.service.observability import ServiceMetrics, ServiceObserver, TimedRuntime
 from envplane.services.service.process_runtime import ProcessRuntime
 from envplane.services.service.registry import Registry
-from envplane.services.service.runtime import LogLine, Runtime
+from envplane.services.service.runtime import Instance, LogLine, Runtime
 from envplane.services.service.units import UP, Change, State, healthy_in
 from envplane.services.service.views import ServiceView, view
 from envplane.services.service.workloads import Workloads
@@ -158,9 +158,12 @@ class ServicesService:
 
     async def start(self) -> tuple[list[str], list[str]]:
         adopted, removed = await self.manager.adopt()
-        if self.uses_docker:
-            self._engine_task = asyncio.create_task(self._watch_engine())
+        self._watch_engine_if_used()
         return adopted, removed
+
+    def _watch_engine_if_used(self) -> None:
+        if self.uses_docker and self._engine_task is None:
+            self._engine_task = asyncio.create_task(self._watch_engine())
 
     async def _watch_engine(self) -> None:
         while True:
@@ -176,9 +179,8 @@ class ServicesService:
             "services_up": sum(1 for u in units if u.state in UP),
             "services_failed": sum(1 for u in units if u.state in (State.FAILED, State.SKIPPED)),
         }
+        self._watch_engine_if_used()
         if self.uses_docker:
-            if self._engine_task is None:
-                self._engine_task = asyncio.create_task(self._watch_engine())
             engine = self._engine_health
             if engine is None:
                 report["docker"] = "not checked yet"
@@ -232,7 +234,7 @@ class ServicesService:
         return self.manager.known(names) if names else []
 
     async def status(self, names: Sequence[str] = (), *, usage: bool = True) -> list[ServiceView]:
-        wanted = self.manager.known(self._names(names, empty_ok=True))
+        wanted = self._names(names, empty_ok=True) or self.registry.order()
         units = [self.manager.unit(name) for name in wanted]
 
         async def one(unit: Any) -> ServiceView:
@@ -251,10 +253,12 @@ class ServicesService:
             raise InvalidArgument(f"since must be an epoch time >= 0, got {since:g}")
         if not name:
             raise InvalidArgument("name the service whose logs to read")
-        if name not in self.registry.services:
-            raise NotFound(f"no service named {name!r} (services: {', '.join(sorted(self.registry.services))})")
-        unit = self.manager.unit(name)
+        unit = self.manager.unit(self.manager.known([name])[0])
         return unit.runtime.logs(name, unit.instance, tail=tail, since=since, follow=follow)
+
+    def instance(self, name: str) -> Instance | None:
+        """What runs ``name`` now (its pid or container), for the faces to name it."""
+        return self.manager.unit(self.manager.known([name])[0]).instance
 
     async def watch_health(
         self, names: Sequence[str], *, heartbeat: float, once: bool = False
