@@ -91,7 +91,7 @@ async def test_lifecycle_states_and_a_repeat_safe_shutdown(settings: Settings) -
     run = asyncio.ensure_future(daemon.run(install_signal_handlers=False))
     await asyncio.wait_for(daemon.serving(), 30)
     assert daemon.state == DaemonState.SERVING
-    assert [c.name for c in daemon.capabilities] == ["activity", "environments", "workers", "services"]
+    assert [c.name for c in daemon.capabilities] == ["activity", "environments", "workers", "observations", "services"]
     assert daemon.health()["state"] == "serving"
     daemon.request_stop()
     await asyncio.wait_for(run, 30)

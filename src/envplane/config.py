@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     docker_host: str | None = None  # default: DOCKER_HOST, then the engine's default socket
     compat_env_manager: bool = True  # serve env_manager.v1.EnvManagerService (the original protocol)
 
+    # observations: the policy a pipeline is decided by unless set for it (rightsizer |
+    # seqera-max | witt-p95 | tovar | presets); no retry asks for more memory than the cap (0: none)
+    observations_policy: str = "rightsizer"
+    observations_memory_cap: int = Field(default=0, ge=0)  # bytes
+    compat_nf_ai_comms: bool = True  # serve nf_ai_comms.AiActionService (the earlier plugin's protocol)
+
     # RunCode (the UV Venv Manager compat face): users' code run with an env's interpreter
     run_code_enabled: bool = True
     run_code_timeout_seconds: float = Field(default=300.0, gt=0)  # when a request names none

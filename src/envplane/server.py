@@ -42,6 +42,7 @@ from envplane.environments.service import EnvironmentService, EnvStatus
 from envplane.environments.service.engine import ENVIRONMENT
 from envplane.environments.service.events import EventType
 from envplane.errors import FailedPrecondition, NotFound
+from envplane.observations.capability import ObservationsCapability
 from envplane.services.capability import ServicesCapability
 from envplane.store import Store
 from envplane.workers.capability import WorkersCapability
@@ -131,7 +132,7 @@ def compose(core: Core) -> list[Capability]:
     environments = EnvironmentsCapability(core)
     workers = WorkersCapability(core, EnvironmentsForWorkers(environments.service, core))
     services = ServicesCapability(core, WorkersForServices(workers.service))
-    return [ActivityCapability(core), environments, workers, services]
+    return [ActivityCapability(core), environments, workers, ObservationsCapability(core), services]
 
 
 def split_address(address: str) -> tuple[str, int]:

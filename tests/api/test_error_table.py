@@ -318,6 +318,55 @@ CASES = [
         None,
         rest("POST", "/v1/pools", {"name": "p-err", "spec": {"min_sise": 2}}),
     ),
+    Case(
+        "observation without a process",
+        *INVALID,
+        "process is empty",
+        lambda c, wf: c.observations.observe(pipeline=wf, status="COMPLETED"),
+        rest("POST", "/v1/observations", {"pipeline": "p", "status": "COMPLETED"}),
+    ),
+    Case(
+        "observation with a negative size",
+        *INVALID,
+        "peak_rss must be >= 0, got -1",
+        lambda c, wf: c.observations.observe(process="P", status="COMPLETED", peak_rss_bytes=-1),
+        rest("POST", "/v1/observations", {"process": "P", "status": "COMPLETED", "peak_rss_bytes": -1}),
+    ),
+    Case(
+        "observation with an unknown status",
+        *INVALID,
+        "status 'FINISHED' is not one of",
+        lambda c, wf: c.observations.observe(process="P", status="FINISHED"),
+        rest("POST", "/v1/observations", {"process": "P", "status": "FINISHED"}),
+    ),
+    Case(
+        "report of a pipeline never seen",
+        *NOT_FOUND,
+        "no observations of pipeline",
+        lambda c, wf: c.observations.report(f"{wf}-none"),
+        rest("GET", "/v1/observations:report", params={"pipeline": "never-seen"}),
+    ),
+    Case(
+        "export in an unknown format",
+        *INVALID,
+        "format 'yaml' is not one of nextflow, json",
+        lambda c, wf: c.observations.export(wf, format="yaml"),
+        rest("GET", "/v1/observations:config", params={"pipeline": "p", "format": "yaml"}),
+    ),
+    Case(
+        "unknown policy for a pipeline",
+        *INVALID,
+        "no policy named 'magic'",
+        lambda c, wf: c.observations.set_pipeline(wf, policy="magic"),
+        rest("PATCH", "/v1/pipelines/{wf}", {"policy": "magic"}),
+    ),
+    Case(
+        "weblog event that is not Nextflow's",
+        *INVALID,
+        "is not a Nextflow weblog event",
+        None,
+        rest("POST", "/v1/observations:weblog", {"runName": "r", "runId": "1", "event": "bogus"}),
+    ),
 ]
 
 

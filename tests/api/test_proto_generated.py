@@ -33,6 +33,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("v1", "operations"),
         ("v1", "workers"),
         ("v1", "services"),
+        ("v1", "observations"),
         ("envmanager", "env_manager"),
         ("env_manager/v1", "env_manager"),
         ("nf_ai_comms", "nf_ai_comms"),

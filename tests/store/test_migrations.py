@@ -17,6 +17,7 @@ from envplane.config import Settings
 from envplane.core import audit, events
 from envplane.core.audit import OperationFilter
 from envplane.environments.service import queries
+from envplane.observations.service import tables as observation_tables  # noqa: F401 - its models in Base.metadata
 from envplane.store import Base, Store
 from envplane.store.migrate import SCRIPTS, alembic_config
 from envplane.v1 import environments_pb2 as pb
@@ -100,7 +101,15 @@ def test_the_models_match_the_migrations(database_url: str | None, tmp_path: Pat
             differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
             tables = set(inspect(connection).get_table_names())
         assert differences == []
-        assert {"environments", "resolutions", "operations", "events", "retention_marks", "worker_pools"} <= tables
+        assert {
+            "environments",
+            "resolutions",
+            "operations",
+            "events",
+            "retention_marks",
+            "worker_pools",
+            "observations",
+        } <= tables
     finally:
         store.close()
 

@@ -46,3 +46,13 @@ def int32(field: str, value: int) -> int:
     if not -INT32_MAX - 1 <= value <= INT32_MAX:
         raise InvalidArgument(f"{field} must be between {-INT32_MAX - 1} and {INT32_MAX}, got {value}")
     return value
+
+
+INT64_MAX = 2**63 - 1
+
+
+def int64(field: str, value: int) -> int:
+    """The same for an int64 field (sizes in bytes, times in ms)."""
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise InvalidArgument(f"{field} must be between {-INT64_MAX - 1} and {INT64_MAX}, got {value}")
+    return value

@@ -1,9 +1,10 @@
 """``envplane observe ...``: task observations and what envplane decides from them.
 
-So far ``observe replay``: Nextflow trace files replayed through a memory policy and the
-published baselines, online, scored as Sizey scores it (GB·h wasted, failed attempts, MAQ),
-with the issue's targets checked per workflow. It runs here, not in the daemon: it needs only
-the files.
+``observe replay``: Nextflow trace files replayed through a memory policy and the published
+baselines, online, scored as Sizey scores it (GB·h wasted, failed attempts, MAQ), with the
+issue's targets checked per workflow. It runs here, not in the daemon: it needs only the
+files. The commands that talk to the daemon (send, import, wrap, list, stats, recommend,
+export, report, pipelines, policy) are in ``observe_daemon.py``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Annotated
 
 import typer
 
+from envplane.cli import observe_daemon
 from envplane.cli.output import console
 
 app = typer.Typer(help="Task observations in, actions out (memory right-sizing).", no_args_is_help=True)
+observe_daemon.register(app)
 
 
 @app.command()
@@ -33,18 +36,9 @@ def replay(
     ] = None,
 ) -> None:
     """Replay traces through a policy and the baselines; print waste, failures and MAQ."""
-    from envplane.errors import InvalidArgument
     from envplane.observations.service import baselines, evaluation
 
-    files: list[Path] = []
-    for path in traces:
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(("README", ".")))
-            files += [p for p in found if "timeseries" not in p.name]
-        else:
-            files.append(path)
-    if not files:
-        raise InvalidArgument("no trace files given")
+    files = observe_daemon.trace_files(traces)
     chosen = evaluation.policy_named(policy)
     names = baseline or [b.name for b in baselines.BASELINES]
     compared = [] if names == ["none"] else [evaluation.policy_named(n) for n in names if n != chosen.name]

@@ -32,7 +32,7 @@ from envplane.nf_ai_comms import nf_ai_comms_pb2 as pb
 from envplane.nf_ai_comms import nf_ai_comms_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:  # the server's side (numpy and the policies) loads only with AiServer
-    from envplane.observations.service.decisions import Decider
+    from envplane.observations.service.decisions import Decider, Decision, Observation
     from envplane.observations.service.replay import Policy
 
 DEFAULT_PORT = 50052
@@ -140,41 +140,60 @@ def send_task_observation(
     return _client(server_address).send(observation_data, timeout=timeout)
 
 
+def observation_of(request: pb.TaskObservation, source: str = "nf_ai_comms") -> Observation:
+    """The original's ``TaskObservation`` as envplane's observation (all 18 fields kept)."""
+    from envplane.observations.service.decisions import Observation
+
+    try:
+        cpu = float(request.cpu_percent.strip().rstrip("%") or 0)
+    except ValueError:
+        raise InvalidArgument(f"cpu_percent {request.cpu_percent!r} is not a percentage like '63.5%'") from None
+    return Observation(
+        event_id=request.event_id,
+        event_type=request.event_type,
+        pipeline=request.pipeline_name,
+        process=request.process_name,
+        task_id=request.task_id_num,
+        status=request.status,
+        exit_code=request.exit_code,
+        realtime_ms=request.realtime_ms,
+        peak_rss=request.peak_rss_bytes,
+        read_bytes=request.read_bytes,
+        duration_ms=request.duration_ms,
+        cpu_percent=cpu,
+        peak_vmem=request.peak_vmem_bytes,
+        write_bytes=request.write_bytes,
+        task_hash=request.task_hash,
+        task_name=request.task_name,
+        source=source,
+    )
+
+
+def action_of(request: pb.TaskObservation, decision: Decision, action_id: str) -> pb.Action:
+    return pb.Action(
+        observation_event_id=request.event_id,
+        action_id=action_id,
+        action_details=json.dumps(decision.details()),
+        success=True,
+        message=decision.reason,
+    )
+
+
 class _Servicer(pb_grpc.AiActionServiceServicer):
     def __init__(self, decider: Decider, log: logging.Logger) -> None:
         self.decider = decider
         self.log = log
 
     def SendTaskObservation(self, request: pb.TaskObservation, context: grpc.ServicerContext) -> pb.Action:
-        from envplane.observations.service.decisions import Observation
-
-        observation = Observation(
-            event_id=request.event_id,
-            event_type=request.event_type,
-            pipeline=request.pipeline_name,
-            process=request.process_name,
-            task_id=request.task_id_num,
-            status=request.status,
-            exit_code=request.exit_code,
-            realtime_ms=request.realtime_ms,
-            peak_rss=request.peak_rss_bytes,
-            read_bytes=request.read_bytes,
-        )
         try:
-            decision = self.decider.decide(observation)
+            decision = self.decider.decide(observation_of(request))
         except EnvplaneError as exc:
             self.log.warning("refused observation %s: %s", request.event_id, exc.message)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
         self.log.info(
             "observation %s (%s %s): %s", request.event_id, request.process_name, request.status, decision.kind
         )
-        return pb.Action(
-            observation_event_id=request.event_id,
-            action_id=str(uuid.uuid4()),
-            action_details=json.dumps(decision.details()),
-            success=True,
-            message=decision.reason,
-        )
+        return action_of(request, decision, str(uuid.uuid4()))
 
 
 class AiServer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from envplane.client._async.activity import AsyncEvents, AsyncOperations
 from envplane.client._async.environments import AsyncEnvironments
+from envplane.client._async.observations import AsyncObservations
 from envplane.client._async.services import AsyncServices
 from envplane.client._async.transport import AsyncTransport
 from envplane.client._async.workers import AsyncWorkers
@@ -35,6 +36,7 @@ class AsyncEnvplaneClient:
         self.events = AsyncEvents(self._transport)
         self.workers = AsyncWorkers(self._transport)
         self.services = AsyncServices(self._transport)
+        self.observations = AsyncObservations(self._transport)
 
     @property
     def address(self) -> str:

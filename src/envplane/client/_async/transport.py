@@ -5,7 +5,7 @@ into ``envplane.errors`` exceptions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import grpc
@@ -35,8 +35,11 @@ class AsyncTransport:
                 delay = attempts.failed(exc)
             await asyncio.sleep(delay)
 
-    async def stream(self, method: Callable[..., Any], request: Message, timeout: float | None) -> AsyncIterator[Any]:
-        """A server-streaming call; leaving the loop early cancels it."""
+    async def stream(
+        self, method: Callable[..., Any], request: Message | Iterable[Message], timeout: float | None
+    ) -> AsyncIterator[Any]:
+        """A server-streaming call (or a bidirectional one, given the requests); leaving the
+        loop early cancels it."""
         call = method(request, timeout=timeout or self.timeout, metadata=self.metadata)
         try:
             async for item in call:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from envplane.client._sync.activity import Events, Operations
 from envplane.client._sync.environments import Environments
+from envplane.client._sync.observations import Observations
 from envplane.client._sync.services import Services
 from envplane.client._sync.transport import Transport
 from envplane.client._sync.workers import Workers
@@ -36,6 +37,7 @@ class EnvplaneClient:
         self.events = Events(self._transport)
         self.workers = Workers(self._transport)
         self.services = Services(self._transport)
+        self.observations = Observations(self._transport)
 
     @property
     def address(self) -> str:

@@ -6,7 +6,7 @@ into ``envplane.errors`` exceptions."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -36,8 +36,11 @@ class Transport:
                 delay = attempts.failed(exc)
             time.sleep(delay)
 
-    def stream(self, method: Callable[..., Any], request: Message, timeout: float | None) -> Iterator[Any]:
-        """A server-streaming call; leaving the loop early cancels it."""
+    def stream(
+        self, method: Callable[..., Any], request: Message | Iterable[Message], timeout: float | None
+    ) -> Iterator[Any]:
+        """A server-streaming call (or a bidirectional one, given the requests); leaving the
+        loop early cancels it."""
         call = method(request, timeout=timeout or self.timeout, metadata=self.metadata)
         try:
             for item in call:
