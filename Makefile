@@ -9,7 +9,7 @@ RUN := $(UV) run --frozen
 RAY_WHEELS := .cache/ray-wheels
 export ENVPLANE_TEST_RAY_WHEELS := $(abspath $(RAY_WHEELS))
 
-.PHONY: run test test-fast test-all lint proto client bench bench-ray bench-workers bench-services bench-replay example clean
+.PHONY: run test test-fast test-all lint proto client bench bench-ray bench-workers bench-services bench-replay bench-observations example clean
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -58,8 +58,11 @@ bench-ray: .venv/.synced  ## one task in a fresh env: envplane provider vs Ray's
 bench-workers: .venv/.synced  ## pools vs raw pipes, a bare grpc.aio echo, Ray actors, multiprocessing (offline)
 	.venv/bin/python benchmarks/bench_workers.py
 
-bench-replay: .venv/.synced  ## memory policies vs the published baselines on the real Nextflow traces (issue 12, in progress)
+bench-replay: .venv/.synced  ## memory policies vs the published baselines on the real Nextflow traces
 	.venv/bin/python benchmarks/bench_replay.py
+
+bench-observations: .venv/.synced  ## observations/s (unary, stream) vs a bare gRPC echo; decision latency; replay speed
+	.venv/bin/python benchmarks/bench_observations.py
 
 bench-services: .venv/.synced  ## up -> healthy vs a shell script, kill detection, adoption (redis-server, postgresql)
 	.venv/bin/python benchmarks/bench_services.py

@@ -4,6 +4,7 @@ reply. Both faces call these, so gRPC and REST take the same fields and give the
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
 
 from envplane.errors import InvalidArgument
@@ -33,7 +34,8 @@ async def observe_stream(
     service: ObservationService, requests: AsyncIterator[pb.TaskObservation], *, source: str = ""
 ) -> AsyncIterator[pb.ObserveReply]:
     """Replies in order. What arrived while the last batch was being stored is the next batch
-    (one transaction), so the rate follows the sender without holding any observation back."""
+    (one transaction), so the rate follows the sender without holding any observation back; the
+    next batch is decided and stored while the one before it is being answered."""
     queue: asyncio.Queue[pb.TaskObservation | None] = asyncio.Queue()
 
     async def read() -> None:
@@ -44,22 +46,30 @@ async def observe_stream(
             await queue.put(None)
 
     reader = asyncio.ensure_future(read())
+    in_flight: collections.deque[asyncio.Task[list[Outcome]]] = collections.deque()
     try:
         ended = False
-        while not ended:
-            batch = [await queue.get()]
-            while len(batch) < BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            if batch[-1] is None:
-                ended = True
-                batch.pop()
-            if batch:
-                observations = [messages.observation(m, source=source) for m in batch if m is not None]
-                for outcome in await service.observe_many(observations):
+        while not ended or in_flight:
+            if not ended:
+                batch = [await queue.get()] if not in_flight or not queue.empty() else []
+                while batch and len(batch) < BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                if batch and batch[-1] is None:
+                    ended = True
+                    batch.pop()
+                if batch:  # decided now, in order; stored while the batch before it is answered
+                    observations = [messages.observation(m, source=source) for m in batch if m is not None]
+                    in_flight.append(asyncio.ensure_future(service.observe_many(observations)))
+                    if len(in_flight) < 2 and not ended:
+                        continue
+            if in_flight:
+                for outcome in await in_flight.popleft():
                     yield reply(outcome)
         await reader  # a broken request stream is the stream's error
     finally:
         reader.cancel()
+        for task in in_flight:
+            task.cancel()
 
 
 async def list_observations(

@@ -46,6 +46,7 @@ RECENT = 100_000  # event ids remembered for duplicates without a query
 MOVED = 0.2  # a recommendation that moves this much (either way) is an event
 NOTABLE = ("RETRY", "RETRY_WITH_RESOURCES", "FAIL")
 DEFAULT_PIPELINE = "default"
+Fresh = tuple[int, Observation, Decision, str]  # (its slot in the call's answers, it, its decision, action id)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class ObservationService:
         self._recent: OrderedDict[str, Outcome] = OrderedDict()
         self._pending: dict[str, asyncio.Future[Outcome]] = {}
         self._recommended: dict[tuple[str, str], int] = {}
+        self._writes: list[tuple[list[Fresh], asyncio.Future[list[int | queries.Stored]]]] = []
+        self._writer: asyncio.Task[None] | None = None
         core.subject_kinds.add(OBSERVATION)
         core.event_types.update(EventType)
         registry = core.metrics.registry
@@ -139,7 +142,7 @@ class ObservationService:
 
     async def _observe(self, observations: Sequence[Observation], *, strict: bool) -> list[Outcome]:
         outcomes: list[Outcome | asyncio.Future[Outcome] | None] = []
-        fresh: list[tuple[int, Observation, Decision, str]] = []
+        fresh: list[Fresh] = []
         mine: list[str] = []
         for observation in observations:
             observation = _normalized(observation)
@@ -164,7 +167,7 @@ class ObservationService:
             fresh.append((len(outcomes), observation, decision, action_id))
             outcomes.append(None)
         try:
-            ids = await self.core.commit(lambda tx: self._store(tx, fresh)) if fresh else []
+            ids = await self._write(fresh) if fresh else []
         except BaseException as exc:
             for event_id in mine:
                 future = self._pending.pop(event_id)
@@ -208,7 +211,36 @@ class ObservationService:
         while len(self._recent) > RECENT:
             self._recent.popitem(last=False)
 
-    def _store(self, tx: Tx, fresh: list[tuple[int, Observation, Decision, str]]) -> list[int | queries.Stored]:
+    async def _write(self, fresh: list[Fresh]) -> list[int | queries.Stored]:
+        """Store ``fresh`` together with what other callers are storing now: the calls that
+        arrive while a write is in flight go in the next one, as one statement (unary calls at
+        a high rate cost what a stream costs)."""
+        future: asyncio.Future[list[int | queries.Stored]] = asyncio.get_running_loop().create_future()
+        self._writes.append((fresh, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._drain_writes())
+        return await future
+
+    async def _drain_writes(self) -> None:
+        while self._writes:
+            batch, self._writes = self._writes, []
+            combined = [item for fresh, _ in batch for item in fresh]
+            try:
+                rows = await asyncio.shield(self.core.commit(lambda tx, c=combined: self._store(tx, c)))  # type: ignore[misc]
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            at = 0
+            for fresh, future in batch:
+                if not future.done():
+                    future.set_result(rows[at : at + len(fresh)])
+                at += len(fresh)
+
+    def _store(self, tx: Tx, fresh: list[Fresh]) -> list[int | queries.Stored]:
         """Insert the rows (their ids, in order); an event id older than the ones remembered
         is not stored again: its stored row answers (the unique column would refuse it)."""
         now = time.time()

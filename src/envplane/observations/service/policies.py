@@ -53,20 +53,20 @@ class RightSizer:
         this task's prediction (sorted). The model is whichever explains the (log) peaks better,
         a power law (log-log line) or an offset plus a slope (a tool with a fixed base, a JVM's
         heap), and only if it explains ``min_r2`` of them; else the peaks as they are."""
-        peaks = np.asarray(known.peaks_in_order, dtype=float)
-        inputs = np.asarray(known.inputs, dtype=float)
-        logs = np.log(peaks)
-        total = float(((logs - logs.mean()) ** 2).sum())
+        peaks, logs, inputs, u = _arrays(known)
+        centred = logs - _mean(logs)
+        total = float(centred @ centred)
         x = float(task.input_size)
         best: tuple[float, np.ndarray, float] | None = None  # (r2, fitted at seen, fitted at x)
-        if task.input_size > 0 and total > 0 and inputs.std() > 1e-9:
+        if task.input_size > 0 and total > 0 and known.input_max - known.input_min > 0:
             for (fitted, at_x), floor in (
-                (_power_law(inputs, logs, x), self.min_r2),
+                (_power_law(u, logs, x), self.min_r2),
                 (_affine(inputs, peaks, x), self.min_r2_affine),
             ):
                 if fitted is None:
                     continue
-                r2 = 1 - float(((logs - fitted) ** 2).sum()) / total
+                error = logs - fitted
+                r2 = 1 - float(error @ error) / total
                 if r2 >= floor and (best is None or r2 > best[0]):
                     best = (r2, fitted, at_x)
         if best is None:
@@ -81,12 +81,12 @@ class RightSizer:
         n = len(h)
         retry = max(h[-1], known.maximum) * self.headroom
         k = np.arange(n)
-        cost = h * n + (retry + self.penalty * retry) * (n - 1 - k) - h.sum()
+        cost = h * n + (retry + self.penalty * retry) * (n - 1 - k) - float(np.add.reduce(h))
         choice = float(h[int(np.argmin(cost))])
         beyond = choice > known.maximum  # the model puts this task above every peak seen
-        if task.input_size <= max(known.inputs):  # within what was seen: never above the maximum seen
+        if task.input_size <= known.input_max:  # within what was seen: never above the maximum seen
             choice = min(choice, float(known.maximum))
-        if 0 < task.input_size < min(known.inputs):  # below what was seen: a model extrapolates an
+        if 0 < task.input_size < known.input_min:  # below what was seen: a model extrapolates an
             choice = max(choice, float(known.peaks[0]))  # offset badly (a JVM's heap); no less than the least seen
         at_top = len(known) >= self.margin_min_known
         if (beyond or at_top) and choice == known.maximum and len(known.peaks) >= 2:
@@ -103,24 +103,69 @@ class RightSizer:
         last = failed[-1]
         if len(known) and last < known.maximum:
             ceiling = float(known.maximum)
-            if len(known) >= self.min_known and task.input_size > max(known.inputs):
+            if len(known) >= self.min_known and task.input_size > known.input_max:
                 ceiling = max(ceiling, float(self._hypothetical(task, known)[-1]))  # a larger input than any seen
             return int(max(ceiling * self.headroom, last * 1.25))
         return int(last * self.growth)
 
 
-def _power_law(inputs: np.ndarray, logs: np.ndarray, x: float) -> tuple[np.ndarray | None, float]:
-    """log peak = a + b log(1 + input), b >= 0: (the fitted log peaks, the log prediction at x)."""
-    u = np.log1p(inputs)
-    slope = max(float(np.polyfit(u, logs, 1)[0]), 0.0)  # more input never needs less memory
-    intercept = float(logs.mean() - slope * u.mean())
+class _Arrays:
+    """A Known's peaks, their logs and the inputs as float arrays, in completion order, extended
+    as tasks complete (converting every list on every decision cost more than the decision)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.data = np.empty((4, 64))  # peaks, log peaks, inputs, log1p inputs
+
+    def update(self, known: Known) -> np.ndarray:
+        n = len(known)
+        if n < self.n:  # a Known read back from scratch
+            self.n = 0
+        if n > self.data.shape[1]:
+            grown = np.empty((4, max(n, 2 * self.data.shape[1])))
+            grown[:, : self.n] = self.data[:, : self.n]
+            self.data = grown
+        if n > self.n:
+            new = slice(self.n, n)
+            self.data[0, new] = known.peaks_in_order[self.n : n]
+            self.data[1, new] = np.log(self.data[0, new])
+            self.data[2, new] = known.inputs[self.n : n]
+            self.data[3, new] = np.log1p(self.data[2, new])
+            self.n = n
+        return self.data[:, :n]
+
+
+def _arrays(known: Known) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(known.cache, _Arrays):
+        known.cache = _Arrays()
+    data = known.cache.update(known)
+    return data[0], data[1], data[2], data[3]
+
+
+def _mean(values: np.ndarray) -> float:
+    """``values.mean()`` without numpy's Python-level wrapper (a decision takes several)."""
+    return float(np.add.reduce(values)) / int(values.shape[0])
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """The least-squares slope of y over x (what ``np.polyfit(x, y, 1)[0]`` gives, cheaper)."""
+    dx = x - _mean(x)
+    spread = float(dx @ dx)
+    return float(dx @ y) / spread if spread > 0 else 0.0
+
+
+def _power_law(u: np.ndarray, logs: np.ndarray, x: float) -> tuple[np.ndarray | None, float]:
+    """log peak = a + b log(1 + input), b >= 0, given u = log(1 + inputs): (the fitted log
+    peaks, the log prediction at x)."""
+    slope = max(_slope(u, logs), 0.0)  # more input never needs less memory
+    intercept = _mean(logs) - slope * _mean(u)
     return intercept + slope * u, intercept + slope * float(np.log1p(x))
 
 
 def _affine(inputs: np.ndarray, peaks: np.ndarray, x: float) -> tuple[np.ndarray | None, float]:
     """peak = a + b × input, b >= 0, a > 0: (the fitted log peaks, the log prediction at x)."""
-    slope = max(float(np.polyfit(inputs, peaks, 1)[0]), 0.0)
-    intercept = float(peaks.mean() - slope * inputs.mean())
+    slope = max(_slope(inputs, peaks), 0.0)
+    intercept = _mean(peaks) - slope * _mean(inputs)
     if intercept <= 0:
         return None, 0.0
     return np.log(intercept + slope * inputs), float(np.log(intercept + slope * x))

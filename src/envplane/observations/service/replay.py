@@ -44,6 +44,9 @@ class Known:
         self.inputs: list[int] = []  # completion order, with peaks_in_order
         self.peaks_in_order: list[int] = []
         self.maximum = 0
+        self.input_min = 0  # of inputs (0 when none known)
+        self.input_max = 0
+        self.cache: object = None  # a policy's own incremental state (policies._Arrays)
 
     def __len__(self) -> int:
         return len(self.peaks_in_order)
@@ -53,6 +56,9 @@ class Known:
         self.inputs.append(task.input_size)
         self.peaks_in_order.append(task.peak_rss)
         self.maximum = max(self.maximum, task.peak_rss)
+        first = len(self.inputs) == 1
+        self.input_min = task.input_size if first else min(self.input_min, task.input_size)
+        self.input_max = task.input_size if first else max(self.input_max, task.input_size)
 
     def quantile(self, q: float) -> int:
         """The q-quantile of the peaks seen (nearest rank)."""
