@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,9 +52,10 @@ async def stream(requests, context):
 
 async def main(port):
     server = grpc.aio.server()
+    read, write = pb.TaskObservation.FromString, pb.ObserveReply.SerializeToString
     handlers = {
-        "Observe": grpc.unary_unary_rpc_method_handler(unary, pb.TaskObservation.FromString, pb.ObserveReply.SerializeToString),
-        "ObserveStream": grpc.stream_stream_rpc_method_handler(stream, pb.TaskObservation.FromString, pb.ObserveReply.SerializeToString),
+        "Observe": grpc.unary_unary_rpc_method_handler(unary, read, write),
+        "ObserveStream": grpc.stream_stream_rpc_method_handler(stream, read, write),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("envplane.v1.ObservationService", handlers),))
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -185,7 +185,8 @@ def main() -> None:
     print(f"    envplane   p50 {pct(lat_plane, 0.5) * 1e3:.3f} ms  p99 {pct(lat_plane, 0.99) * 1e3:.3f} ms")
     p50, p99, count = decision_latency()
     print(
-        f"    the decision alone (Decider.decide over {count:,} sizey/ observations): p50 {p50 * 1e6:.0f} µs  p99 {p99 * 1e6:.0f} µs"
+        f"    the decision alone (Decider.decide over {count:,} sizey/ observations): "
+        f"p50 {p50 * 1e6:.0f} µs  p99 {p99 * 1e6:.0f} µs"
     )
     speed, tasks = replay_speed()
     print(f"(c) replay of the full sizey/ set ({tasks:,} tasks, rightsizer): {speed:,.0f} tasks/s")

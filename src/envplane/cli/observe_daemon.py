@@ -82,12 +82,17 @@ def send(
 
 
 def trace_files(paths: list[Path]) -> list[Path]:
-    """The files named, and the trace files in the folders named (not READMEs, not time series)."""
+    """The files named, and the trace files in the folders named and below them (not READMEs,
+    not time series, not hidden)."""
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(("README", ".")))
-            files += [p for p in found if "timeseries" not in p.name]
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            files += [p for p in found if not p.name.startswith("README") and "timeseries" not in p.name]
         else:
             files.append(path)
     if not files:
