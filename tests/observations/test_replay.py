@@ -105,6 +105,31 @@ def test_the_rightsizer_leaves_room_for_a_new_record() -> None:
     assert policy.retry(task(99, 2.0, submit=0, complete=0), many, [allocation]) == int(allocation * 1.25)
 
 
+def test_the_rightsizer_takes_the_engines_request_as_evidence() -> None:
+    from dataclasses import replace
+
+    from envplane.observations.service.policies import RightSizer
+
+    policy = RightSizer()
+    known = Known("MARKDUPLICATES")
+    for i in range(30):  # a JVM: given 16 GB, it peaks at 9 to 15.8 GB
+        known.add(replace(task(i, 9 + 6.8 * i / 29, submit=i, complete=i), request=16 * GIB))
+    probe = replace(task(99, 14.0, submit=0, complete=0), request=16 * GIB)
+    # The maximum with a record's margin would be 16.03 GB: no more than the request, which every
+    # task given it fitted in.
+    assert int(15.8 * GIB * (15.8 / (9 + 6.8 * 28 / 29))) > 16 * GIB == policy.first(probe, known)
+    tight = replace(probe, request=int(15.9 * GIB))
+    assert policy.first(tight, known) == int(15.9 * GIB) == policy.retry(tight, known, [int(15.0 * GIB)])
+    # A retry the engine made (its attempt 1 failed where the policy could not see): its request.
+    assert policy.first(replace(probe, attempt=2, request=32 * GIB), known) == 32 * GIB
+    # Once tasks with the larger request are known, a task with it is judged by them alone.
+    for i in range(3):
+        known.add(replace(task(100 + i, 30 + i / 2, submit=i, complete=i), request=32 * GIB))
+    bigger = replace(probe, request=32 * GIB)
+    assert 31 * GIB <= policy.first(bigger, known) <= 32 * GIB
+    assert policy.first(probe, known) == 16 * GIB  # and the 16 GB ones by theirs (not the 30 GB peaks)
+
+
 @pytest.mark.skipif(not SIZEY.is_dir(), reason=f"the shipped traces are not at {SIZEY}")
 def test_on_the_shipped_traces_the_baselines_have_their_published_shape() -> None:
     """The issue: the running maximum reaches a MAQ in the mid-80s % with a few hundred

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from envplane.errors import InvalidArgument
@@ -199,7 +199,8 @@ class Decider:
         }
         if status == "COMPLETED" and observation.peak_rss > 0:
             known.add(task)
-            memory = _capped(int(policy.first(task, known)), cap)
+            following = replace(task, attempt=1)  # the next run of this process is a first attempt
+            memory = _capped(int(policy.first(following, known)), cap)
             evidence.update(tasks_seen=len(known), max_peak_rss=known.maximum)
             why = f"next {observation.process}: from {len(known)} completed task(s)"
             return Decision("RIGHT_SIZE", why, memory, evidence)

@@ -19,6 +19,14 @@
    costs a few percent.
 5. A retry below the maximum seen goes to it (with ``headroom``); at or past it, the failed
    allocation grows by ``growth``.
+6. The engine's request is evidence too. Where a process's tasks came with different requests,
+   a task's evidence is the tasks with its own request (once ``min_same_request`` are known): a
+   JVM sizes its heap from the request, and a larger request says the engine knows a task
+   needs more. While that evidence never passed the request, neither a first attempt nor a
+   retry asks for more than it (in the sizey/ traces no completed task of 13,510 passed its
+   request). A retry the engine made (``attempt`` > 1: its earlier attempts failed where the
+   policy could not see them) gets the engine's own request. On eager this took the waste from
+   −22 % to −37 % against the running maximum and the failures from 84 to 63 (71 for it).
 
 Until ``min_known`` tasks have completed it allocates the maximum seen (or the request). The
 model is refitted once the tasks known grew by ``refit`` (1/32) since the last fit, and always
@@ -53,6 +61,7 @@ class RightSizer:
     margin_min_known: int = 20  # the margin also when the choice is the maximum itself, once this many are known
     refit: float = 1 / 32  # refit the model once the tasks known grew by this fraction (0: at every decision)
     refit_below: int = 64  # ... and always while fewer are known
+    min_same_request: int = 3  # tasks with a task's own request that make them its evidence
 
     def _fit(self, known: Known) -> _Fit:
         """The model of the peaks over every task known: whichever explains the (log) peaks
@@ -96,7 +105,7 @@ class RightSizer:
             return float(np.exp(fit.intercept + fit.slope * np.log1p(x))) * fit.base
         return (fit.intercept + fit.slope * x) * fit.base
 
-    def first(self, task: Task, known: Known) -> int:
+    def _first(self, task: Task, known: Known) -> int:
         if len(known) < self.min_known:
             return known.maximum if len(known) else task.request
         h = self._hypothetical(task, known)
@@ -120,15 +129,43 @@ class RightSizer:
             choice = known.maximum * (1 + min(max(step, 0.0), self.record_cap))
         return int(choice)
 
+    def first(self, task: Task, known: Known) -> int:
+        """The first attempt's memory. A retry the engine made (``attempt`` > 1: its earlier
+        attempts failed where this policy could not see) gets the engine's own request; the
+        evidence is the tasks with this task's request where requests differ (``_evidence``);
+        and while that evidence never passed the request, no more than the request."""
+        if task.attempt > 1 and task.request > 0:
+            return task.request
+        evidence = self._evidence(task, known)
+        choice = self._first(task, evidence)
+        if task.request > 0 and evidence.maximum <= task.request:
+            choice = min(choice, task.request)
+        return choice
+
+    def _evidence(self, task: Task, known: Known) -> Known:
+        """The tasks that came with this task's request, where the process's tasks came with
+        different requests and ``min_same_request`` of them are known: a JVM sizes its heap
+        from the request, and an engine's larger request says a task needs more."""
+        split = known.by_request
+        if split and len(split) > 1 and task.request in split and len(split[task.request]) >= self.min_same_request:
+            return split[task.request]
+        return known
+
     def retry(self, task: Task, known: Known, failed: Sequence[int]) -> int:
-        """Below the maximum seen: to it (it held every task so far). At or past it: grow."""
+        """Below the maximum seen: to it (it held every task so far). At or past it: grow. No
+        more than the request while the evidence never passed it (it holds the task)."""
+        evidence = self._evidence(task, known)
         last = failed[-1]
-        if len(known) and last < known.maximum:
-            ceiling = float(known.maximum)
-            if len(known) >= self.min_known and task.input_size > known.input_max:
-                ceiling = max(ceiling, float(self._hypothetical(task, known)[-1]))  # a larger input than any seen
-            return int(max(ceiling * self.headroom, last * 1.25))
-        return int(last * self.growth)
+        if len(evidence) and last < evidence.maximum:
+            ceiling = float(evidence.maximum)
+            if len(evidence) >= self.min_known and task.input_size > evidence.input_max:
+                ceiling = max(ceiling, float(self._hypothetical(task, evidence)[-1]))  # a larger input than any seen
+            choice = int(max(ceiling * self.headroom, last * 1.25))
+        else:
+            choice = int(last * self.growth)
+        if task.request > 0 and evidence.maximum <= task.request and last < task.request:
+            choice = min(choice, task.request)
+        return choice
 
 
 @dataclass(frozen=True)

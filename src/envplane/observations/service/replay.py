@@ -47,6 +47,9 @@ class Known:
         self.input_min = 0  # of inputs (0 when none known)
         self.input_max = 0
         self.cache: object = None  # a policy's own incremental state (policies._Arrays)
+        # The same evidence split by the tasks' requests (a process whose tasks came with
+        # different requests: a JVM's heap follows its request); None inside a split.
+        self.by_request: dict[int, Known] | None = {}
 
     def __len__(self) -> int:
         return len(self.peaks_in_order)
@@ -59,6 +62,12 @@ class Known:
         first = len(self.inputs) == 1
         self.input_min = task.input_size if first else min(self.input_min, task.input_size)
         self.input_max = task.input_size if first else max(self.input_max, task.input_size)
+        if self.by_request is not None and task.request > 0:
+            same = self.by_request.get(task.request)
+            if same is None:
+                same = self.by_request[task.request] = Known(self.process)
+                same.by_request = None
+            same.add(task)
 
     def quantile(self, q: float) -> int:
         """The q-quantile of the peaks seen (nearest rank)."""
