@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def replay_speed() -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20_000, help="observations per rate measurement")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements of each (the median is printed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="envplane-bench-obs-") as tmp:
         port = free_port()
@@ -161,19 +163,25 @@ def main() -> None:
         try:
             echo_addr, plane_addr = f"127.0.0.1:{port}", daemon.grpc_addr
             n = args.n
-            rows = []
-            for label, run in (("unary, 32 in flight", unary_rate), ("stream", stream_rate)):
-                base = asyncio.run(run(echo_addr, [message(i) for i in range(n)]))
-                offset = {"unary, 32 in flight": 0, "stream": 1}[label] * n
-                plane = asyncio.run(run(plane_addr, [message(offset + i) for i in range(n)]))
-                rows.append((label, base, plane))
+            runs: dict[str, tuple[list[float], list[float]]] = {}
+            offset = 0
+            for _ in range(args.repeat):  # alternating, so drift on a shared machine hits both
+                for label, run in (("unary, 32 in flight", unary_rate), ("stream", stream_rate)):
+                    base, plane = runs.setdefault(label, ([], []))
+                    base.append(asyncio.run(run(echo_addr, [message(i) for i in range(n)])))
+                    plane.append(asyncio.run(run(plane_addr, [message(offset + i) for i in range(n)])))
+                    offset += n
+            rows = [(label, statistics.median(b), statistics.median(p)) for label, (b, p) in runs.items()]
             lat_echo = asyncio.run(latencies(echo_addr, [message(i) for i in range(2000)]))
-            lat_plane = asyncio.run(latencies(plane_addr, [message(3 * n + i) for i in range(2000)]))
+            lat_plane = asyncio.run(latencies(plane_addr, [message(offset + i) for i in range(2000)]))
         finally:
             daemon.stop_if_running()
             echo.terminate()
             echo.wait(10)
-    print(f"(a) observations per second ({args.n} each; the daemon checks, decides and stores every one)")
+    print(
+        f"(a) observations per second, the median of {args.repeat} runs of {args.n:,} each (the daemon checks, decides"
+    )
+    print("    and stores every one; the 20 processes' evidence grows as the runs go on)")
     print(f"    {'':22} {'bare echo':>12} {'envplane':>12} {'µs/msg echo':>12} {'µs/msg envplane':>16} {'ratio':>7}")
     for label, base, plane in rows:
         print(

@@ -146,10 +146,10 @@ async def test_a_failed_commit_leaves_the_evidence_as_stored(
     for n in range(5):
         await service.observe(obs(n))
 
-    def broken(*_args: object) -> list[int]:  # a test double of a database failure
+    def broken(*_args: object) -> int:  # a test double of a database failure
         raise RuntimeError("disk I/O error (injected)")
 
-    monkeypatch.setattr(queries, "insert", broken)
+    monkeypatch.setattr(queries, "insert_new", broken)
     with pytest.raises(RuntimeError, match="injected"):
         await service.observe_many([obs(10), obs(11)])
     monkeypatch.undo()

@@ -82,6 +82,7 @@ class ObservationService:
         self._recommended: dict[tuple[str, str], int] = {}
         self._writes: list[tuple[list[Fresh], asyncio.Future[list[int | queries.Stored]]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._next_id = 1  # the next observation row's id (read at start: the daemon is the one writer)
         core.subject_kinds.add(OBSERVATION)
         core.event_types.update(EventType)
         registry = core.metrics.registry
@@ -113,6 +114,7 @@ class ObservationService:
     async def start(self) -> int:
         """Rebuild the evidence from the completed rows; remember the recent event ids."""
         self._pipelines = {p.name: p for p in await self.core.store.run(queries.pipelines)}
+        self._next_id = await self.core.store.run(queries.max_id) + 1
         completed = await self.core.store.run(lambda db: list(queries.completed(db)))
         for observation in completed:
             self.decider.learn(observation)
@@ -242,19 +244,28 @@ class ObservationService:
 
     def _store(self, tx: Tx, fresh: list[Fresh]) -> list[int | queries.Stored]:
         """Insert the rows (their ids, in order); an event id older than the ones remembered
-        is not stored again: its stored row answers (the unique column would refuse it)."""
+        is not stored again: its stored row answers. The ids are the daemon's own (it is the
+        one writer), so the insert needs no RETURNING and a conflict on ``event_id`` is skipped
+        by the database, not raised: only then are the rows looked up."""
         now = time.time()
-        older = queries.by_event_ids(tx.db, [o.event_id for _, o, _, _ in fresh if o.event_id])
-        new = [item for item in fresh if item[1].event_id not in older]
-        ids = iter(queries.insert(tx.db, [queries.row_values(o, d, a, now) for _, o, d, a in new]))
+        first = self._next_id
+        rows = []
+        for offset, (_, observation, decision, action_id) in enumerate(fresh):
+            rows.append({"id": first + offset, **queries.row_values(observation, decision, action_id, now)})
+        self._next_id = first + len(rows)  # a re-run of this batch (a failed group) skips these
+        inserted = queries.insert_new(tx.db, rows)
+        older: dict[str, queries.Stored] = {}
+        if inserted != len(rows):
+            found = queries.by_event_ids(tx.db, [o.event_id for _, o, _, _ in fresh if o.event_id])
+            mine = {row["id"] for row in rows}
+            older = {event_id: row for event_id, row in found.items() if row.id not in mine}
         result: list[int | queries.Stored] = []
-        for _, observation, decision, action_id in fresh:
+        for row, (_, observation, decision, action_id) in zip(rows, fresh, strict=True):
             if observation.event_id in older:
                 result.append(older[observation.event_id])
                 continue
-            row_id = next(ids)
-            self._evented(tx, observation, decision, action_id, row_id, now)
-            result.append(row_id)
+            self._evented(tx, observation, decision, action_id, row["id"], now)
+            result.append(row["id"])
         return result
 
     def _evented(

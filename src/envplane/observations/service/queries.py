@@ -9,6 +9,8 @@ from typing import Any, cast
 
 from sqlalchemy import Float, Table, and_, case, func, select
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -65,12 +67,25 @@ def row_values(observation: Observation, decision: Decision, action_id: str, now
     return values
 
 
-def insert(db: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert the rows; their ids, in order."""
+def insert_new(db: Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert the rows (ids given), skipping any whose ``event_id`` is stored already; how many
+    were inserted (exact on SQLite and PostgreSQL; elsewhere a lower bound that sends the
+    caller to look)."""
     if not rows:
-        return []
-    result = db.execute(TABLE.insert().returning(TABLE.c.id, sort_by_parameter_order=True), list(rows))
-    return [row.id for row in result]
+        return 0
+    name = db.dialect.name
+    if name in ("sqlite", "postgresql"):
+        dialect_insert = sqlite_insert if name == "sqlite" else postgresql_insert
+        statement = dialect_insert(TABLE).on_conflict_do_nothing(index_elements=["event_id"])
+        result = db.execute(statement, list(rows))
+        return result.rowcount if db.dialect.supports_sane_multi_rowcount else -1
+    stored = by_event_ids(db, [row["event_id"] for row in rows if row["event_id"]])
+    db.execute(TABLE.insert(), [row for row in rows if row["event_id"] not in stored])
+    return -1
+
+
+def max_id(db: Connection) -> int:
+    return int(db.execute(select(func.max(TABLE.c.id))).scalar() or 0)
 
 
 def stored_of(row: Any) -> Stored:
