@@ -22,11 +22,11 @@ from envplane.observations.service.replay import Policy
 
 WIDTH, HEIGHT, PAD = 720, 220, 48
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:980px;color:#1b1f24;padding:0 1rem}
+body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1b1f24;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2.2rem;border-bottom:2px solid #d0d7de}
 h3{margin:1.6rem 0 .4rem;font-family:ui-monospace,monospace;font-size:1rem}
 table{border-collapse:collapse;margin:.4rem 0 1rem}
-td,th{padding:.25rem .7rem;border-bottom:1px solid #e5e7eb;text-align:right}
+td,th{padding:.25rem .5rem;border-bottom:1px solid #e5e7eb;text-align:right}
 th:first-child,td:first-child{text-align:left} .muted{color:#57606a} .good{color:#1a7f37} .bad{color:#cf222e}
 pre{background:#f6f8fa;padding:1rem;overflow:auto;font-size:12px;border-radius:6px}
 .legend span{margin-right:1rem}
