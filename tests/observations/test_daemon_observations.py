@@ -121,6 +121,10 @@ def test_both_faces_store_decide_and_answer_the_same(daemon: ThreadDaemon) -> No
         assert patched.json()["policy"] == "rightsizer"
         pipelines = http.get("/v1/pipelines").json()["pipelines"]
         assert {p["name"] for p in pipelines} == {"nf-core/demo", "rest"}
+        metrics = http.get("/metrics").text
+        assert 'envplane_observations_total{kind="RIGHT_SIZE",source="grpc"}' in metrics
+        assert "envplane_observation_decision_seconds_count" in metrics
+        assert http.get("/health").json()["observed_processes"] == 3
         page = http.get("/v1/observations", params={"page_token": "nonsense"})
         assert page.status_code == 422 and "page_token" in page.json()["error"]["message"]
 
