@@ -361,6 +361,20 @@ CASES = [
         rest("PATCH", "/v1/pipelines/{wf}", {"policy": "magic"}),
     ),
     Case(
+        "forget without a pipeline",
+        *INVALID,
+        "name the pipeline whose observations to forget",
+        lambda c, wf: c.observations.forget(""),
+        rest("DELETE", "/v1/observations"),
+    ),
+    Case(
+        "forget a pipeline never seen",
+        *NOT_FOUND,
+        "no observations of pipeline",
+        lambda c, wf: c.observations.forget(f"{wf}-none"),
+        rest("DELETE", "/v1/observations", params={"pipeline": "never-seen"}),
+    ),
+    Case(
         "weblog event that is not Nextflow's",
         *INVALID,
         "is not a Nextflow weblog event",

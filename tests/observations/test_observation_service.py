@@ -195,3 +195,29 @@ async def test_stats_exports_and_per_pipeline_policies(make_core: Callable[..., 
     ops, _ = await service.core.store.run(lambda db: list_operations(db, OperationFilter(), limit=50))
     assert {op.operation for op in ops} == {"observation.decide", "observation.pipeline"}
     assert any(op.subject.id == "nf-core/demo/ALIGN/99" and op.subject.node_id == "ALIGN" for op in ops)
+
+
+async def test_forgetting_drops_the_rows_and_the_evidence(make_core: Callable[..., Any]) -> None:
+    service = await started(make_core)
+    for n in range(10):
+        await service.observe(obs(n))
+        await service.observe(obs(100 + n, process="QC", peak_rss=50 * MB))
+    with pytest.raises(InvalidArgument, match=r"name the pipeline"):
+        await service.forget("")
+    with pytest.raises(NotFound, match=r"no observations of process 'NOPE' of pipeline 'nf-core/demo'"):
+        await service.forget("nf-core/demo", "NOPE")
+
+    assert await service.forget("nf-core/demo", "QC") == (10, 1)
+    assert len(service.decider.known("nf-core/demo", "QC")) == 0
+    assert len(service.decider.known("nf-core/demo", "ALIGN")) == 10
+    again = await service.observe(obs(100, process="QC", peak_rss=50 * MB))  # its event id: new again
+    assert not again.duplicate and again.decision.evidence["tasks_seen"] == 1
+
+    assert await service.forget("nf-core/demo") == (11, 2)
+    with pytest.raises(NotFound, match=r"no observations of pipeline 'nf-core/demo'"):
+        await service.recommendations("nf-core/demo")
+    restarted = await started(make_core)  # nothing comes back
+    assert len(restarted.decider.known("nf-core/demo", "ALIGN")) == 0
+    ops, _ = await service.core.store.run(lambda db: list_operations(db, OperationFilter(), limit=50))
+    forgets = [op for op in ops if op.operation == "observation.forget"]
+    assert [op.subject.id for op in forgets] == ["nf-core/demo", "nf-core/demo/QC"]  # newest first

@@ -101,5 +101,7 @@ def test_the_daemon_commands_end_to_end(daemon: ThreadDaemon, wf: str, tmp_path:
     assert failing.returncode == 3 and "-> FAIL" in failing.stderr
     unreachable = envplane(None, "observe", "wrap", "--", sys.executable, "-c", "pass", addr="127.0.0.1:1")
     assert unreachable.returncode == 0 and "the observation was not sent" in unreachable.stderr
+    forgot = envplane(daemon, "observe", "forget", wf, "--process", "ALLOC", "--yes")
+    assert forgot.returncode == 0 and "forgot 1 observation(s) of 1 process(es)" in forgot.stdout
     missing = envplane(daemon, "observe", "wrap", "--", "no-such-command-here")
     assert missing.returncode == 127 and "cannot run 'no-such-command-here'" in missing.stderr

@@ -1,5 +1,5 @@
 """``envplane observe ...`` commands that talk to the daemon: send, import, wrap, list, stats,
-recommend, export, report, pipelines, policy. (``observe replay`` runs in-process: observe.py.)"""
+recommend, export, report, pipelines, policy, forget. (``observe replay`` runs in-process: observe.py.)"""
 
 from __future__ import annotations
 
@@ -327,6 +327,25 @@ def policy(
     )
 
 
+def forget(
+    pipeline: Annotated[str, typer.Argument(help="The pipeline.")],
+    process: Annotated[str, typer.Option("--process", help="Only this process.")] = "",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Delete a pipeline's observations (or one process's) and their evidence: the next
+    decisions start afresh (after a tool upgrade changed its memory, say)."""
+    what = f"process {process} of {pipeline}" if process else f"every observation of {pipeline}"
+    if not yes and not typer.confirm(f"forget {what}?"):
+        raise typer.Exit(1)
+    with EnvplaneClient() as client:
+        done = client.observations.forget(pipeline, process)
+    if as_json:
+        emit_json(done)
+        return
+    console.print(f"forgot {done.deleted} observation(s) of {done.processes} process(es)")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(send)
     app.command("import")(import_)
@@ -338,3 +357,4 @@ def register(app: typer.Typer) -> None:
     app.command()(report)
     app.command()(pipelines)
     app.command()(policy)
+    app.command()(forget)

@@ -169,3 +169,10 @@ async def set_pipeline(service: ObservationService, request: pb.SetPipelineReque
         if found.name == settings.name:
             return pipeline(found, counts)
     return pipeline(settings, [])
+
+
+async def forget_observations(
+    service: ObservationService, request: pb.ForgetObservationsRequest
+) -> pb.ForgetObservationsResponse:
+    deleted, processes = await service.forget(request.pipeline, request.process)
+    return pb.ForgetObservationsResponse(deleted=deleted, processes=processes)

@@ -13,7 +13,7 @@ Errors use the standard gRPC status codes:
                     filter, page size or page token, an unknown policy or export format.
                     On ObserveStream a bad observation is a reply with `error` set: the stream
                     goes on.
-  NOT_FOUND         a pipeline with no observations (report, export, recommendations)
+  NOT_FOUND         a pipeline with no observations (report, export, recommendations, forget)
 """
 
 from collections import abc as _abc
@@ -845,3 +845,54 @@ class SetPipelineRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetPipelineRequest: _TypeAlias = SetPipelineRequest  # noqa: Y015
+
+@_typing.final
+class ForgetObservationsRequest(_message.Message):
+    """Forget a pipeline's observations (or one process's): the rows and the evidence, so the next
+    decisions start afresh (a tool upgraded, a reference changed). The pipeline's settings stay.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    PROCESS_FIELD_NUMBER: _builtins.int
+    pipeline: _builtins.str
+    """required"""
+    process: _builtins.str
+    """"" = every process of the pipeline"""
+    def __init__(
+        self,
+        *,
+        pipeline: _builtins.str = ...,
+        process: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline", "process", b"process"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetObservationsRequest: _TypeAlias = ForgetObservationsRequest  # noqa: Y015
+
+@_typing.final
+class ForgetObservationsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_FIELD_NUMBER: _builtins.int
+    PROCESSES_FIELD_NUMBER: _builtins.int
+    deleted: _builtins.int
+    processes: _builtins.int
+    """whose evidence was dropped"""
+    def __init__(
+        self,
+        *,
+        deleted: _builtins.int = ...,
+        processes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted", b"deleted", "processes", b"processes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ForgetObservationsResponse: _TypeAlias = ForgetObservationsResponse  # noqa: Y015

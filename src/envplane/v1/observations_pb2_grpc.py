@@ -79,6 +79,11 @@ class ObservationServiceStub:
                 request_serializer=envplane_dot_v1_dot_observations__pb2.SetPipelineRequest.SerializeToString,
                 response_deserializer=envplane_dot_v1_dot_observations__pb2.Pipeline.FromString,
                 _registered_method=True)
+        self.ForgetObservations = channel.unary_unary(
+                '/envplane.v1.ObservationService/ForgetObservations',
+                request_serializer=envplane_dot_v1_dot_observations__pb2.ForgetObservationsRequest.SerializeToString,
+                response_deserializer=envplane_dot_v1_dot_observations__pb2.ForgetObservationsResponse.FromString,
+                _registered_method=True)
 
 
 class ObservationServiceServicer:
@@ -139,6 +144,12 @@ class ObservationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ForgetObservations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObservationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +197,11 @@ def add_ObservationServiceServicer_to_server(servicer, server):
                     servicer.SetPipeline,
                     request_deserializer=envplane_dot_v1_dot_observations__pb2.SetPipelineRequest.FromString,
                     response_serializer=envplane_dot_v1_dot_observations__pb2.Pipeline.SerializeToString,
+            ),
+            'ForgetObservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForgetObservations,
+                    request_deserializer=envplane_dot_v1_dot_observations__pb2.ForgetObservationsRequest.FromString,
+                    response_serializer=envplane_dot_v1_dot_observations__pb2.ForgetObservationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -431,6 +447,33 @@ class ObservationService:
             '/envplane.v1.ObservationService/SetPipeline',
             envplane_dot_v1_dot_observations__pb2.SetPipelineRequest.SerializeToString,
             envplane_dot_v1_dot_observations__pb2.Pipeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForgetObservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/envplane.v1.ObservationService/ForgetObservations',
+            envplane_dot_v1_dot_observations__pb2.ForgetObservationsRequest.SerializeToString,
+            envplane_dot_v1_dot_observations__pb2.ForgetObservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,7 @@ Errors use the standard gRPC status codes:
                     filter, page size or page token, an unknown policy or export format.
                     On ObserveStream a bad observation is a reply with `error` set: the stream
                     goes on.
-  NOT_FOUND         a pipeline with no observations (report, export, recommendations)
+  NOT_FOUND         a pipeline with no observations (report, export, recommendations, forget)
 """
 
 from collections import abc as _abc
@@ -54,6 +54,7 @@ class ObservationServiceStub:
     GetReport: _grpc.UnaryUnaryMultiCallable[_observations_pb2.ReportRequest, _observations_pb2.ReportResponse]
     ListPipelines: _grpc.UnaryUnaryMultiCallable[_observations_pb2.ListPipelinesRequest, _observations_pb2.ListPipelinesResponse]
     SetPipeline: _grpc.UnaryUnaryMultiCallable[_observations_pb2.SetPipelineRequest, _observations_pb2.Pipeline]
+    ForgetObservations: _grpc.UnaryUnaryMultiCallable[_observations_pb2.ForgetObservationsRequest, _observations_pb2.ForgetObservationsResponse]
 
 @_typing.type_check_only
 class ObservationServiceAsyncStub(ObservationServiceStub):
@@ -68,6 +69,7 @@ class ObservationServiceAsyncStub(ObservationServiceStub):
     GetReport: _aio.UnaryUnaryMultiCallable[_observations_pb2.ReportRequest, _observations_pb2.ReportResponse]  # type: ignore[assignment]
     ListPipelines: _aio.UnaryUnaryMultiCallable[_observations_pb2.ListPipelinesRequest, _observations_pb2.ListPipelinesResponse]  # type: ignore[assignment]
     SetPipeline: _aio.UnaryUnaryMultiCallable[_observations_pb2.SetPipelineRequest, _observations_pb2.Pipeline]  # type: ignore[assignment]
+    ForgetObservations: _aio.UnaryUnaryMultiCallable[_observations_pb2.ForgetObservationsRequest, _observations_pb2.ForgetObservationsResponse]  # type: ignore[assignment]
 
 class ObservationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -133,5 +135,12 @@ class ObservationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _observations_pb2.SetPipelineRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_observations_pb2.Pipeline, _abc.Awaitable[_observations_pb2.Pipeline]]: ...
+
+    @_abc_1.abstractmethod
+    def ForgetObservations(
+        self,
+        request: _observations_pb2.ForgetObservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_observations_pb2.ForgetObservationsResponse, _abc.Awaitable[_observations_pb2.ForgetObservationsResponse]]: ...
 
 def add_ObservationServiceServicer_to_server(servicer: ObservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -103,3 +103,9 @@ class AsyncObservations:
         )
         result: pb.Pipeline = await self._t.call(self._stub.SetPipeline, request, None)
         return result
+
+    async def forget(self, pipeline: str, process: str = "") -> pb.ForgetObservationsResponse:
+        """Delete a pipeline's observations (or one process's) and their evidence."""
+        request = pb.ForgetObservationsRequest(pipeline=pipeline, process=process)
+        result: pb.ForgetObservationsResponse = await self._t.call(self._stub.ForgetObservations, request, None)
+        return result

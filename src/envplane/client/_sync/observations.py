@@ -104,3 +104,9 @@ class Observations:
         )
         result: pb.Pipeline = self._t.call(self._stub.SetPipeline, request, None)
         return result
+
+    def forget(self, pipeline: str, process: str = "") -> pb.ForgetObservationsResponse:
+        """Delete a pipeline's observations (or one process's) and their evidence."""
+        request = pb.ForgetObservationsRequest(pipeline=pipeline, process=process)
+        result: pb.ForgetObservationsResponse = self._t.call(self._stub.ForgetObservations, request, None)
+        return result

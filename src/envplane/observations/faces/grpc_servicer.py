@@ -58,3 +58,9 @@ class ObservationServicer(pb_grpc.ObservationServiceServicer):
     @mapped
     async def SetPipeline(self, request: pb.SetPipelineRequest, context: Ctx) -> pb.Pipeline:
         return await handlers.set_pipeline(self._svc, request)
+
+    @mapped
+    async def ForgetObservations(
+        self, request: pb.ForgetObservationsRequest, context: Ctx
+    ) -> pb.ForgetObservationsResponse:
+        return await handlers.forget_observations(self._svc, request)

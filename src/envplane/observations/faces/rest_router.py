@@ -154,6 +154,18 @@ def create_router(service: ObservationService) -> APIRouter:
         reply = await handlers.get_report(service, pb.ReportRequest(pipeline=pipeline))
         return HTMLResponse(reply.html)
 
+    @router.delete(
+        "/observations",
+        summary="Forget a pipeline's observations (or one process's) and their evidence",
+        responses={200: proto_response(pb.ForgetObservationsResponse, "how many were deleted")},
+    )
+    async def forget(
+        pipeline: Annotated[str, Query(description="required")] = "",
+        process: Annotated[str, Query(description="empty: every process of the pipeline")] = "",
+    ) -> Response:
+        message = pb.ForgetObservationsRequest(pipeline=pipeline, process=process)
+        return ProtoResponse(await handlers.forget_observations(service, message))
+
     @router.get(
         "/pipelines",
         summary="Every pipeline seen or set: its policy, cap and counts",

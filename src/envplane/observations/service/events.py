@@ -15,3 +15,4 @@ class EventType(StrEnum):
     ACTION_DECIDED = "ActionDecided"  # a retry (with resources) or a failure
     RECOMMENDATION_CHANGED = "RecommendationChanged"  # a process's next request moved by > 20 %
     PIPELINE_CHANGED = "PipelineChanged"  # its policy or memory cap
+    OBSERVATIONS_FORGOTTEN = "ObservationsForgotten"  # a pipeline's (or a process's) rows and evidence dropped

@@ -59,6 +59,7 @@ class Outcome:
     event_id: str
     duplicate: bool = False
     error: str = ""  # a refused observation of a batch (nothing stored)
+    key: tuple[str, str] = ("", "")  # (pipeline, process): what forgetting it drops
 
 
 def subject(observation: Observation) -> Subject:
@@ -184,7 +185,8 @@ class ObservationService:
                 outcome = Outcome(row.id, row.decision, row.action_id, observation.event_id, duplicate=True)
                 again.add((observation.pipeline, observation.process))
             else:
-                outcome = Outcome(row, decision, action_id, observation.event_id)
+                key = (observation.pipeline, observation.process)
+                outcome = Outcome(row, decision, action_id, observation.event_id, key=key)
             outcomes[slot] = outcome
             self.observed.labels(observation.source or "grpc", decision.kind).inc()
             if observation.event_id:
@@ -353,6 +355,35 @@ class ObservationService:
         profiles = [await self.recommendations(name) for name in names]
         configs = {p.pipeline: exports.nextflow_config(p) for p in profiles}
         return report.render(rows, profiles, configs, {name: self.policy_for(name) for name in names})
+
+    # -- forgetting ---------------------------------------------------------------------------------
+
+    async def forget(self, pipeline: str, process: str = "") -> tuple[int, int]:
+        """Delete a pipeline's observations (or one process's) and drop their evidence, so the
+        next decisions start afresh; audited. (rows deleted, processes dropped)"""
+        if not pipeline:
+            raise InvalidArgument("name the pipeline whose observations to forget")
+        about = Subject(OBSERVATION, f"{pipeline}/{process}" if process else pipeline, pipeline, process)
+
+        def write(tx: Tx) -> list[tuple[str, int]]:
+            found = queries.delete(tx.db, pipeline, process)
+            if found:
+                details = {"deleted": sum(n for _, n in found), "processes": [name for name, _ in found]}
+                tx.record(about, "observation.forget", details, started_at=time.time(), status=OpStatus.SUCCEEDED)
+                tx.event(EventType.OBSERVATIONS_FORGOTTEN, about, details)
+            return found
+
+        found = await self.core.commit(write)
+        if not found:
+            what = f"process {process!r} of pipeline {pipeline!r}" if process else f"pipeline {pipeline!r}"
+            raise NotFound(f"no observations of {what}")
+        for name, _ in found:
+            self.decider.forget(pipeline, name)
+            self._recommended.pop((pipeline, name), None)
+        gone = {(pipeline, name) for name, _ in found}
+        for event_id in [e for e, outcome in self._recent.items() if outcome.key in gone]:
+            del self._recent[event_id]
+        return sum(n for _, n in found), len(found)
 
     # -- pipelines ---------------------------------------------------------------------------------
 

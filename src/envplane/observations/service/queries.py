@@ -200,3 +200,14 @@ def put_pipeline(db: Connection, settings: PipelineSettings, now: float) -> None
         db.execute(PIPELINES.update().where(PIPELINES.c.name == settings.name).values(**values))
     else:
         db.execute(PIPELINES.insert().values(name=settings.name, **values))
+
+
+def delete(db: Connection, pipeline: str, process: str = "") -> list[tuple[str, int]]:
+    """Delete a pipeline's rows (or one process's); the processes touched, with their counts."""
+    where = TABLE.c.pipeline == pipeline
+    if process:
+        where = where & (TABLE.c.process == process)
+    found = db.execute(select(TABLE.c.process, func.count()).where(where).group_by(TABLE.c.process)).all()
+    if found:
+        db.execute(TABLE.delete().where(where))
+    return [(row[0], int(row[1])) for row in found]
