@@ -172,6 +172,7 @@ def main() -> None:
                     plane.append(asyncio.run(run(plane_addr, [message(offset + i) for i in range(n)])))
                     offset += n
             rows = [(label, statistics.median(b), statistics.median(p)) for label, (b, p) in runs.items()]
+            spread = {label: (b, p) for label, (b, p) in runs.items()}
             lat_echo = asyncio.run(latencies(echo_addr, [message(i) for i in range(2000)]))
             lat_plane = asyncio.run(latencies(plane_addr, [message(offset + i) for i in range(2000)]))
         finally:
@@ -187,6 +188,9 @@ def main() -> None:
         print(
             f"    {label:22} {base:12,.0f} {plane:12,.0f} {1e6 / base:12.1f} {1e6 / plane:16.1f} {base / plane:6.2f}x"
         )
+    for label, (b, p) in spread.items():
+        shown = ", ".join(f"{x:,.0f}" for x in b), ", ".join(f"{x:,.0f}" for x in p)
+        print(f"    {label}: each run, echo {shown[0]} / envplane {shown[1]}")
     print("    targets: ratio <= 1.3x; the stream >= 5,000/s")
     print("(b) latency of one observation, one call at a time (2,000 calls)")
     print(f"    bare echo  p50 {pct(lat_echo, 0.5) * 1e3:.3f} ms  p99 {pct(lat_echo, 0.99) * 1e3:.3f} ms")

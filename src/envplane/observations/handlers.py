@@ -36,7 +36,8 @@ async def observe_stream(
     """Replies in order. What arrived while the last batch was being stored is the next batch
     (one transaction), so the rate follows the sender without holding any observation back; the
     next batch is decided and stored while the one before it is being answered."""
-    queue: asyncio.Queue[pb.TaskObservation | None] = asyncio.Queue()
+    # Bounded: a sender faster than the daemon is held back by gRPC's flow control, not by memory.
+    queue: asyncio.Queue[pb.TaskObservation | None] = asyncio.Queue(maxsize=4 * BATCH)
 
     async def read() -> None:
         try:

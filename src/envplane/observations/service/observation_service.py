@@ -181,11 +181,11 @@ class ObservationService:
             raise
         again: set[tuple[str, str]] = set()
         for (slot, observation, decision, action_id), row in zip(fresh, ids, strict=True):
+            key = (observation.pipeline, observation.process)
             if isinstance(row, queries.Stored):  # stored long ago: its action, and the evidence without this
-                outcome = Outcome(row.id, row.decision, row.action_id, observation.event_id, duplicate=True)
-                again.add((observation.pipeline, observation.process))
+                outcome = Outcome(row.id, row.decision, row.action_id, observation.event_id, duplicate=True, key=key)
+                again.add(key)
             else:
-                key = (observation.pipeline, observation.process)
                 outcome = Outcome(row, decision, action_id, observation.event_id, key=key)
             outcomes[slot] = outcome
             self.observed.labels(observation.source or "grpc", decision.kind).inc()
