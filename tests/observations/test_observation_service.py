@@ -164,10 +164,11 @@ async def test_stats_exports_and_per_pipeline_policies(make_core: Callable[..., 
         await service.observe(obs(n))
         await service.observe(obs(1000 + n, process="QC:FASTQC", peak_rss=50 * MB, requested_memory=1 * GB))
     await service.observe(obs(99, status="FAILED", exit_code=137, requested_memory=120 * MB, peak_rss=119 * MB))
-    stats = {s[0].process: s for s in await service.stats("nf-core/demo", "")}
-    counts, peaks, recommended = stats["ALIGN"]
+    stats = {s.counts.process: s for s in await service.stats("nf-core/demo", "")}
+    counts, recommended = stats["ALIGN"].counts, stats["ALIGN"].recommended
     assert (counts.observations, counts.completed, counts.failed, counts.memory_failures) == (13, 12, 1, 1)
-    assert peaks[-1] == 200 * MB and counts.requested_max == 2 * GB
+    assert stats["ALIGN"].peak_max == 200 * MB and counts.requested_max == 2 * GB
+    assert (stats["ALIGN"].peak_p50, stats["ALIGN"].peak_p95) == (140 * MB, 200 * MB)  # nearest rank of 12 peaks
     assert counts.wasted == pytest.approx(sum((2 * GB - (100 + 10 * (n % 11)) * MB) / GB / 60 for n in range(12)))
     assert 0 < recommended <= 210 * MB
 

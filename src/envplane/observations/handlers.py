@@ -83,12 +83,6 @@ async def list_observations(
     )
 
 
-def _percentile(peaks: list[int], q: float) -> int:
-    if not peaks:
-        return 0
-    return peaks[min(len(peaks) - 1, max(0, int(q * len(peaks) + 0.999999) - 1))]
-
-
 async def get_process_stats(service: ObservationService, request: pb.ProcessStatsRequest) -> pb.ProcessStatsResponse:
     if request.process and not request.pipeline:
         raise InvalidArgument("process needs its pipeline")
@@ -96,21 +90,21 @@ async def get_process_stats(service: ObservationService, request: pb.ProcessStat
     return pb.ProcessStatsResponse(
         processes=[
             pb.ProcessStats(
-                pipeline=c.pipeline,
-                process=c.process,
-                observations=c.observations,
-                completed=c.completed,
-                failed=c.failed,
-                memory_failures=c.memory_failures,
-                peak_rss_p50_bytes=_percentile(peaks, 0.5),
-                peak_rss_p95_bytes=_percentile(peaks, 0.95),
-                peak_rss_max_bytes=peaks[-1] if peaks else 0,
-                requested_memory_max_bytes=c.requested_max,
-                realtime_hours=c.realtime_ms / 3_600_000,
-                wasted_gb_hours=c.wasted,
-                recommended_memory_bytes=recommended,
+                pipeline=f.counts.pipeline,
+                process=f.counts.process,
+                observations=f.counts.observations,
+                completed=f.counts.completed,
+                failed=f.counts.failed,
+                memory_failures=f.counts.memory_failures,
+                peak_rss_p50_bytes=f.peak_p50,
+                peak_rss_p95_bytes=f.peak_p95,
+                peak_rss_max_bytes=f.peak_max,
+                requested_memory_max_bytes=f.counts.requested_max,
+                realtime_hours=f.counts.realtime_ms / 3_600_000,
+                wasted_gb_hours=f.counts.wasted,
+                recommended_memory_bytes=f.recommended,
             )
-            for c, peaks, recommended in found
+            for f in found
         ]
     )
 

@@ -180,8 +180,10 @@ class Decider:
         if observation.status.upper() == "COMPLETED" and observation.peak_rss > 0:
             self.known(observation.pipeline, observation.process).add(as_task(observation))
 
-    def decide(self, observation: Observation) -> Decision:
-        check(observation)
+    def decide(self, observation: Observation, *, checked: bool = False) -> Decision:
+        """The decision for ``observation`` (``checked``: the caller has run ``check`` on it)."""
+        if not checked:
+            check(observation)
         with self._lock:
             return self._decide(observation)
 
@@ -200,7 +202,7 @@ class Decider:
         if status == "COMPLETED" and observation.peak_rss > 0:
             known.add(task)
             following = replace(task, attempt=1)  # the next run of this process is a first attempt
-            memory = _capped(int(policy.first(following, known)), cap)
+            memory = capped(int(policy.first(following, known)), cap)
             evidence.update(tasks_seen=len(known), max_peak_rss=known.maximum)
             why = f"next {observation.process}: from {len(known)} completed task(s)"
             return Decision("RIGHT_SIZE", why, memory, evidence)
@@ -214,7 +216,7 @@ class Decider:
             if cap and failed >= cap:
                 why = f"out of memory ({signal}) at {failed} bytes, which is already the cap ({cap})"
                 return Decision("FAIL", why, 0, evidence)
-            memory = _capped(max(memory, failed + 1), cap)
+            memory = capped(max(memory, failed + 1), cap)
             return Decision("RETRY_WITH_RESOURCES", f"out of memory ({signal}): retry with more", memory, evidence)
         if observation.exit_code in OOM_EXITS:
             if TIME_WORDS.search(observation.error):
@@ -229,7 +231,8 @@ class Decider:
         return Decision("FAIL", why, 0, evidence)
 
 
-def _capped(memory: int, cap: int) -> int:
+def capped(memory: int, cap: int) -> int:
+    """``memory``, at most ``cap`` (0: no cap)."""
     return min(memory, cap) if cap else memory
 
 

@@ -19,12 +19,16 @@ WASTE_CUT = 0.30
 MAQ_TARGET = 0.90
 
 
+# The policies by name, built once: they keep no state of their own (a Known holds a policy's
+# incremental state), and the daemon looks a pipeline's policy up for every decision.
+POLICIES: dict[str, replay.Policy] = {p.name: p for p in (*baselines.BASELINES, policies.RightSizer())}
+
+
 def policy_named(name: str) -> replay.Policy:
-    known: dict[str, replay.Policy] = {p.name: p for p in (*baselines.BASELINES, policies.RightSizer())}
     try:
-        return known[name]
+        return POLICIES[name]
     except KeyError:
-        raise InvalidArgument(f"no policy named {name!r} (policies: {', '.join(known)})") from None
+        raise InvalidArgument(f"no policy named {name!r} (policies: {', '.join(POLICIES)})") from None
 
 
 @dataclass

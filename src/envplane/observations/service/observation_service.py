@@ -26,7 +26,8 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -36,7 +37,7 @@ from envplane.core.pagination import Page, make_page, resolve_window
 from envplane.core.subject import Subject
 from envplane.errors import InvalidArgument, NotFound
 from envplane.observations.service import evaluation, exports, queries, report
-from envplane.observations.service.decisions import Decider, Decision, Observation, check
+from envplane.observations.service.decisions import Decider, Decision, Observation, capped, check
 from envplane.observations.service.events import OBSERVATION, EventType
 from envplane.observations.service.replay import Policy
 from envplane.observations.service.traces import Task
@@ -60,6 +61,17 @@ class Outcome:
     duplicate: bool = False
     error: str = ""  # a refused observation of a batch (nothing stored)
     key: tuple[str, str] = ("", "")  # (pipeline, process): what forgetting it drops
+
+
+@dataclass(frozen=True)
+class ProcessFigures:
+    """What ``stats`` says of one process: the stored counts and the evidence's peaks."""
+
+    counts: queries.Counts
+    peak_p50: int
+    peak_p95: int
+    peak_max: int
+    recommended: int
 
 
 def subject(observation: Observation) -> Subject:
@@ -161,7 +173,7 @@ class ObservationService:
                 outcomes.append(known)
                 continue
             started = time.perf_counter()
-            decision = self.decider.decide(observation)
+            decision = self.decider.decide(observation, checked=True)
             self.decide_seconds.observe(time.perf_counter() - started)
             action_id = str(uuid.uuid4())
             if observation.event_id:
@@ -197,7 +209,7 @@ class ObservationService:
         done: list[Outcome] = []
         for item in outcomes:
             if isinstance(item, asyncio.Future):
-                item = Outcome(**{**(await item).__dict__, "duplicate": True})
+                item = replace(await item, duplicate=True)
             assert item is not None
             done.append(item)
         return done
@@ -208,7 +220,7 @@ class ObservationService:
         if event_id in self._pending:
             return self._pending[event_id]
         outcome = self._recent.get(event_id)
-        return Outcome(**{**outcome.__dict__, "duplicate": True}) if outcome else None
+        return replace(outcome, duplicate=True) if outcome else None
 
     def _remember(self, event_id: str, outcome: Outcome) -> None:
         self._recent[event_id] = outcome
@@ -295,13 +307,15 @@ class ObservationService:
         items, total = await self.core.store.run(lambda db: queries.page(db, where, offset, limit))
         return make_page(items, total, offset, limit)
 
-    async def stats(self, pipeline: str, process: str) -> list[tuple[queries.Counts, list[int], int]]:
-        """Per process: the counts, the sorted completed peaks, the recommended memory."""
+    async def stats(self, pipeline: str, process: str) -> list[ProcessFigures]:
+        """Per process: the counts, the completed peaks' quantiles, the recommended memory."""
         found = await self.core.store.run(lambda db: queries.counts(db, pipeline, process))
         result = []
         for counts in found:
             known = self.decider.known(counts.pipeline, counts.process)
-            result.append((counts, list(known.peaks), self._first(counts.pipeline, counts.process)))
+            p50, p95 = (known.quantile(q) if len(known) else 0 for q in (0.5, 0.95))
+            first = self._first(counts.pipeline, counts.process)
+            result.append(ProcessFigures(counts, p50, p95, known.maximum, first))
         return result
 
     def _first(self, pipeline: str, process: str) -> int:
@@ -309,9 +323,7 @@ class ObservationService:
         if not len(known):
             return 0
         probe = Task(pipeline, "", "", process, 1, "SUBMITTED", None, 0, 0, 0.0, 0.0, 0.0, 0)
-        cap = self.cap_for(pipeline)
-        memory = int(self.policy_for(pipeline).first(probe, known))
-        return min(memory, cap) if cap else memory
+        return capped(int(self.policy_for(pipeline).first(probe, known)), self.cap_for(pipeline))
 
     async def recommendations(self, pipeline: str, max_retries: int = 3) -> exports.Profile:
         pipeline = pipeline or DEFAULT_PIPELINE
@@ -329,7 +341,7 @@ class ObservationService:
             sizes = [first]
             while len(sizes) <= max_retries and not (cap and sizes[-1] >= cap):
                 grown = max(int(policy.retry(probe, known, sizes)), sizes[-1] + 1)
-                sizes.append(min(grown, cap) if cap else grown)
+                sizes.append(capped(grown, cap))
             why = f"{policy.name} over {len(known)} completed task(s)"
             recs.append(exports.Recommendation(c.process, first, sizes[1:], len(known), known.maximum, why))
         limits = exports.Limits(max_retries=max_retries, memory_bytes=cap)
@@ -342,10 +354,7 @@ class ObservationService:
         profile = await self.recommendations(pipeline, limits.max_retries)
         memory = limits.memory_bytes or profile.limits.memory_bytes
         chosen = exports.Limits(limits.max_retries, memory, limits.cpus, limits.time_ms)
-        return exports.render(
-            exports.Profile(profile.pipeline, profile.policy, profile.observations, chosen, profile.recommendations),
-            format_,
-        )
+        return exports.render(replace(profile, limits=chosen), format_)
 
     async def report(self, pipeline: str) -> str:
         rows = await self.core.store.run(lambda db: queries.all_of(db, pipeline))
@@ -424,7 +433,7 @@ class ObservationService:
 
 def _normalized(observation: Observation) -> Observation:
     """The pipeline defaults to "default", the status is upper case, attempt 0 is 1."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     if not observation.pipeline:
         changes["pipeline"] = DEFAULT_PIPELINE
     if observation.status != observation.status.upper():
@@ -433,4 +442,4 @@ def _normalized(observation: Observation) -> Observation:
         changes["attempt"] = 1
     if not changes:
         return observation
-    return Observation(**{**observation.__dict__, **changes})
+    return replace(observation, **changes)
