@@ -203,7 +203,9 @@ def test_the_report_renders_in_a_headless_browser(daemon: ThreadDaemon, tmp_path
         client.observations.observe(
             task(999, status="FAILED", exit_code=137, requested_memory_bytes=330 * MB, peak_rss_bytes=329 * MB)
         )
+        client.observations.observe(task(1001, status="FAILED", exit_code=2, peak_rss_bytes=10 * MB))  # a tool's error
         page = client.observations.report("nf-core/demo")
+    assert "memory failures<b>1 → " in page  # the OOM, not the tool's error
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "<script" not in page  # self-contained
     path = tmp_path / "report.html"
     path.write_text(page)

@@ -106,6 +106,15 @@ class Decision:
         )
 
 
+MEMORY_FAILURE = "out of memory"  # how the reason of every memory failure's decision begins
+
+
+def is_memory_failure(decision: Decision) -> bool:
+    """A failure decided as out of memory: retried with more (RETRY_WITH_RESOURCES), or failed
+    at the cap (FAIL). ``queries.counts`` counts the same in SQL."""
+    return decision.kind in ("RETRY_WITH_RESOURCES", "FAIL") and decision.reason.startswith(MEMORY_FAILURE)
+
+
 def check(observation: Observation) -> None:
     """Refuse a bad observation with every problem named (nothing is recorded from it)."""
     problems = []
@@ -214,10 +223,10 @@ class Decider:
             memory = int(policy.retry(task, known, [failed]))
             evidence.update(failed_peak_rss=observation.peak_rss, signal=signal)
             if cap and failed >= cap:
-                why = f"out of memory ({signal}) at {failed} bytes, which is already the cap ({cap})"
+                why = f"{MEMORY_FAILURE} ({signal}) at {failed} bytes, which is already the cap ({cap})"
                 return Decision("FAIL", why, 0, evidence)
             memory = capped(max(memory, failed + 1), cap)
-            return Decision("RETRY_WITH_RESOURCES", f"out of memory ({signal}): retry with more", memory, evidence)
+            return Decision("RETRY_WITH_RESOURCES", f"{MEMORY_FAILURE} ({signal}): retry with more", memory, evidence)
         if observation.exit_code in OOM_EXITS:
             if TIME_WORDS.search(observation.error):
                 time_ms = 2 * (observation.requested_time_ms or observation.realtime_ms)

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from envplane.observations.service.decisions import Decision, Observation
+from envplane.observations.service.decisions import MEMORY_FAILURE, Decision, Observation
 from envplane.observations.service.tables import ObservationRow, PipelineRow
 
 TABLE = cast(Table, ObservationRow.__table__)
@@ -147,9 +147,8 @@ class Counts:
 def counts(db: Connection, pipeline: str = "", process: str = "") -> list[Counts]:
     c = TABLE.c
     done = c.status == "COMPLETED"
-    oom = (c.action_kind == "RETRY_WITH_RESOURCES") | (
-        (c.action_kind == "FAIL") & c.action_json.like('%"reason": "out of memory%')
-    )
+    # decisions.is_memory_failure, in SQL (action_json is the details, its keys sorted)
+    oom = c.action_kind.in_(("RETRY_WITH_RESOURCES", "FAIL")) & c.action_json.like(f'%"reason": "{MEMORY_FAILURE}%')
     over = case(
         (done & (c.requested_memory > c.peak_rss), sql_cast(c.requested_memory - c.peak_rss, Float) * c.realtime_ms),
         else_=0,

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from envplane.observations.service.decisions import is_memory_failure
 from envplane.observations.service.exports import Profile
 from envplane.observations.service.queries import GBH, Stored
 from envplane.observations.service.replay import Policy
@@ -61,7 +62,7 @@ def _sums(rows: Sequence[Stored]) -> tuple[Sums, list[tuple[int, int, int, bool]
     sums, points, in_force = Sums(), [], 0
     for row in rows:
         o, d = row.observation, row.decision
-        if o.status == "FAILED" and d.kind in ("RETRY_WITH_RESOURCES", "FAIL") and "memory" in d.reason:
+        if o.status == "FAILED" and is_memory_failure(d):
             sums.engine_failures += 1
             sums.engine_waste += o.requested_memory * o.realtime_ms / GBH
             points.append((o.requested_memory, o.peak_rss, in_force, True))
