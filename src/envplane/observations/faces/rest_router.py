@@ -80,9 +80,7 @@ def create_router(service: ObservationService) -> APIRouter:
         parsed = parse(body, runs, pipeline)
         if parsed.observation is None:
             return ProtoResponse(pb.WeblogReply(event=parsed.event, observed=False))
-        outcome = (await service.observe_many([parsed.observation]))[0]
-        if outcome.error:
-            raise InvalidArgument(outcome.error)
+        outcome = await service.observe(parsed.observation)  # a bad one: InvalidArgument naming it
         return ProtoResponse(pb.WeblogReply(event=parsed.event, observed=True, reply=handlers.reply(outcome)))
 
     @router.get(

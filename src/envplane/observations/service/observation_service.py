@@ -125,7 +125,8 @@ class ObservationService:
     # -- start: the evidence back from the database -------------------------------------------
 
     async def start(self) -> int:
-        """Rebuild the evidence from the completed rows; remember the recent event ids."""
+        """Rebuild the evidence from the completed rows (older event ids are found by the
+        unique column when they come again)."""
         self._pipelines = {p.name: p for p in await self.core.store.run(queries.pipelines)}
         self._next_id = await self.core.store.run(queries.max_id) + 1
         completed = await self.core.store.run(lambda db: list(queries.completed(db)))

@@ -88,11 +88,15 @@ def max_id(db: Connection) -> int:
     return int(db.execute(select(func.max(TABLE.c.id))).scalar() or 0)
 
 
-def stored_of(row: Any) -> Stored:
+def _observation_of(row: Any) -> Observation:
     values = {name: getattr(row, name) for name in _OBSERVATION_FIELDS}
     values["event_id"] = values["event_id"] or ""
-    observation = Observation(event_type="", **values)
-    return Stored(row.id, observation, Decision.of_details(json.loads(row.action_json)), row.action_id, row.recorded_at)
+    return Observation(event_type="", **values)
+
+
+def stored_of(row: Any) -> Stored:
+    decision = Decision.of_details(json.loads(row.action_json))
+    return Stored(row.id, _observation_of(row), decision, row.action_id, row.recorded_at)
 
 
 def by_event_ids(db: Connection, event_ids: Sequence[str]) -> dict[str, Stored]:
@@ -108,13 +112,7 @@ def completed(db: Connection, pipeline: str = "", process: str = "") -> Iterator
     if pipeline:
         query = query.where(TABLE.c.pipeline == pipeline, TABLE.c.process == process)
     for row in db.execute(query.order_by(TABLE.c.id)):
-        yield stored_of(row).observation
-
-
-def recent_event_ids(db: Connection, limit: int) -> list[tuple[str, int]]:
-    query = select(TABLE.c.event_id, TABLE.c.id).where(TABLE.c.event_id.is_not(None))
-    rows = db.execute(query.order_by(TABLE.c.id.desc()).limit(limit)).all()
-    return [(row.event_id, row.id) for row in reversed(rows)]
+        yield _observation_of(row)  # the evidence needs no action: its JSON is not parsed
 
 
 def page(db: Connection, where: Filter, offset: int, limit: int) -> tuple[list[Stored], int]:
